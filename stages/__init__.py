@@ -1,0 +1,1 @@
+"""DVC stage entry points (``python -m stages.<name>``): arguments and params in, pipeline calls, outputs out."""

@@ -1,0 +1,35 @@
+"""Stage folds: multilabel-stratified K folds of the train images on category presence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.folds import fold_balance, make_folds
+from pipeline.io import atomic_path, write_json
+from pipeline.labels import load_labels
+from pipeline.params import FoldsParams, load_section
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--instances", type=Path, required=True, help="instance table from stage prepare")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--out", type=Path, required=True, help="folds.csv (ImageId, fold)")
+    cli.add_argument("--metrics", type=Path, required=True, help="fold balance (JSON)")
+    args = cli.parse_args()
+    params = load_section(args.params, "folds", FoldsParams)
+    instances = pd.read_parquet(args.instances, columns=["image_id", "category"])
+    n_categories = len(load_labels(args.labels).categories)
+    folds = make_folds(instances, n_categories, params.n_folds, params.seed)
+    with atomic_path(args.out) as tmp:
+        folds.to_csv(tmp, index=False)
+    balance = fold_balance(instances, folds, n_categories)
+    write_json(args.metrics, balance)
+    print(f"{len(folds)} images in {params.n_folds} folds: {balance['images_per_fold']}")
+
+
+if __name__ == "__main__":
+    run(main)
