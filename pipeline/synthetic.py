@@ -274,10 +274,13 @@ def _accessories(fig: _Figure, rng: np.random.Generator, add) -> None:
 
 
 def _occlude(pieces: list[Piece]) -> list[tuple[Piece, np.ndarray]]:
-    """Visible mask of every piece and part: hidden where a higher layer (not its own part) covers it."""
+    """Visible mask of every piece and part, from the top down: hidden where a higher piece covers it.
+
+    A piece's parts lie on it and do not hide it; of two pieces on one layer, the later one is on top.
+    """
     visible = []
     cover = np.zeros_like(pieces[0].shape)
-    for piece in sorted(pieces, key=lambda p: p.layer, reverse=True):
+    for _, piece in sorted(enumerate(pieces), key=lambda item: (item[1].layer, item[0]), reverse=True):
         for item in (*piece.parts, piece):
             visible.append((item, item.shape & ~cover))
         cover = cover | piece.shape
@@ -345,12 +348,12 @@ def _pattern_mask(pattern: str, height: int, width: int, period: int) -> np.ndar
 
 
 def paint(rng: np.random.Generator, height: int, width: int, visible: list[tuple[Piece, np.ndarray]]) -> Image.Image:
-    """The RGB image: background, then each visible piece from the bottom layer up, then noise."""
+    """The RGB image: background, then each visible piece from the bottom up, then noise."""
     top, bottom = rng.uniform(150, 250, size=(2, 3))
     ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     canvas = (top * (1 - ramp) + bottom * ramp).repeat(width, axis=1).astype(np.float32)
     period = max(3, int(min(height, width) / 40))
-    for piece, mask in sorted(visible, key=lambda item: item[0].layer):
+    for piece, mask in reversed(visible):
         canvas[mask] = piece.colour
         if piece.pattern != "plain":
             light = piece.colour.mean() > 110
