@@ -33,6 +33,8 @@ def authenticated_api():
 
             api = KaggleApi()
             api.authenticate()
+    except ModuleNotFoundError as exc:
+        raise PipelineError(f"the Kaggle client is not installed ({exc}): pip install kaggle") from exc
     except SystemExit as exc:
         raise KaggleCredentialsError(CREDENTIALS_HELP) from exc
     return api

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.download import DATASET_ENTRIES, DownloadError, find_dataset_root, kaggle_download, link_dataset
+from pipeline.errors import PipelineError
 from pipeline.kaggle_api import KaggleCredentialsError, authenticated_api
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,3 +130,10 @@ def test_download_stage_without_credentials_fails_at_once(tmp_path):
     assert done.stderr.startswith("error: Kaggle credentials not found")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_missing_kaggle_client_is_a_clear_error(monkeypatch):
+    for name in ("kaggle", "kaggle.api", "kaggle.api.kaggle_api_extended"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(PipelineError, match="Kaggle client is not installed.*pip install kaggle"):
+        authenticated_api()
