@@ -35,7 +35,7 @@ class RLEError(PipelineError, ValueError):
 _LENIENT = re.compile(r"\s*-?\d+(?:\s+-?\d+)*\s*")
 _INTEGER = re.compile(r"-?\d+")
 
-# Run problems, by code: (kind, what the message says).
+# Problem codes of a run, and the kind of RLEError each one raises.
 _OK, _NONPOSITIVE_LENGTH, _START_BELOW_ONE, _NOT_INCREASING, _PAST_END = range(5)
 _RUN_KINDS = {
     _NONPOSITIVE_LENGTH: "nonpositive_length",
@@ -43,8 +43,6 @@ _RUN_KINDS = {
     _NOT_INCREASING: "not_increasing",
     _PAST_END: "past_end",
 }
-
-
 _DIGITS_AND_SPACE = b"0123456789 "
 
 
