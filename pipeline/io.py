@@ -40,4 +40,4 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
 def write_json(path: Path | str, data: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -32,6 +32,10 @@ class ClassId:
     category: int
     attributes: tuple[int, ...] = ()
 
+    def __str__(self) -> str:
+        """The submission form, ``"10_7_20"``: category, then attributes in increasing order."""
+        return "_".join(str(i) for i in (self.category, *sorted(self.attributes)))
+
 
 @dataclass(frozen=True)
 class LabelSet:
@@ -61,8 +65,7 @@ class LabelSet:
 
     def format(self, class_id: ClassId) -> str:
         """ClassId(10, (20, 7)) -> ``"10_7_20"`` (validated, attributes sorted)."""
-        checked = self.make(class_id.category, class_id.attributes)
-        return "_".join(str(i) for i in (checked.category, *checked.attributes))
+        return str(self.make(class_id.category, class_id.attributes))
 
     def category_name(self, category: int) -> str:
         return self.categories[category].name

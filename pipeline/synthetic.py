@@ -26,12 +26,12 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from pipeline import rle
+from pipeline.annotations import TRAIN_COLUMNS
 from pipeline.io import atomic_path
-from pipeline.labels import BUNDLED_LABELS
+from pipeline.labels import BUNDLED_LABELS, ClassId
 from pipeline.params import SyntheticParams
 
-TRAIN_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width", "ClassId")
-SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels", "ClassId")
+SAMPLE_SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels", "ClassId")
 
 # Fixed colour per category (RGB), far apart so colour alone tells most classes apart.
 _COLOURS = {
@@ -367,8 +367,7 @@ def _rows(name: str, height: int, width: int, visible) -> Iterator[tuple[str, st
     """train.csv rows of one image: its annotated pieces, those with a visible pixel."""
     for piece, mask in visible:
         if piece.category is not None and mask.any():
-            class_id = "_".join(str(i) for i in (piece.category, *piece.attributes))
-            yield name, rle.encode(mask), height, width, class_id
+            yield name, rle.encode(mask), height, width, str(ClassId(piece.category, piece.attributes))
 
 
 def annotation_rows(seed: int, index: int, min_side: int, max_side: int,
@@ -386,9 +385,10 @@ class SyntheticSummary:
     size_defect_image: str | None
 
 
-def _write_images(root: Path, split: str, params: SyntheticParams, defect_index: int | None) -> Iterator[tuple]:
-    """Paint and save the JPEGs of one split; yield each image's train.csv rows, or its name for test."""
-    for index in tqdm(range(getattr(params, f"{split}_images")), desc=f"synthetic {split}", unit="img"):
+def _write_images(root: Path, split: str, count: int, params: SyntheticParams,
+                  defect_index: int | None = None) -> Iterator[tuple[str, Iterator[tuple]]]:
+    """Paint and save the JPEGs of one split; yield each image's name and (lazily) its train.csv rows."""
+    for index in tqdm(range(count), desc=f"synthetic {split}", unit="img"):
         height, width, visible = make_scene(params.seed, split, index, params.min_side, params.max_side,
                                             params.attribute_rate)
         image = paint(image_rng(params.seed, split, index, stream=1), height, width, visible)
@@ -397,7 +397,7 @@ def _write_images(root: Path, split: str, params: SyntheticParams, defect_index:
             image = image.transpose(Image.Transpose.ROTATE_90)
         name = image_id(params.seed, split, index)
         image.save(root / split / name, quality=params.jpeg_quality)
-        yield (name,) if split == "test" else tuple(_rows(name, height, width, visible))
+        yield name, _rows(name, height, width, visible)
 
 
 def write_dataset(out_dir: Path | str, params: SyntheticParams, labels_path=BUNDLED_LABELS) -> SyntheticSummary:
@@ -412,13 +412,14 @@ def write_dataset(out_dir: Path | str, params: SyntheticParams, labels_path=BUND
         with open(root / "train.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(TRAIN_COLUMNS)
-            for rows in _write_images(root, "train", params, defect_index):
+            for _, rows in _write_images(root, "train", params.train_images, params, defect_index):
+                rows = list(rows)
                 writer.writerows(rows)
                 n_instances += len(rows)
         with open(root / "sample_submission.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(SUBMISSION_COLUMNS)
-            for (name,) in _write_images(root, "test", params, None):
+            writer.writerow(SAMPLE_SUBMISSION_COLUMNS)
+            for name, _ in _write_images(root, "test", params.test_images, params):
                 writer.writerow((name, "1 1", 23))
         shutil.copyfile(labels_path, root / "label_descriptions.json")
     defect = image_id(params.seed, "train", defect_index) if defect_index is not None else None
