@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
+from pipeline.errors import PipelineError
+
 FOLD_COLUMNS = ("ImageId", "fold")
+
+
+class FoldError(PipelineError, ValueError):
+    """A fold that does not exist or leaves nothing to train or validate on."""
 
 
 def category_presence(instances: pd.DataFrame, n_categories: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,3 +47,12 @@ def fold_balance(instances: pd.DataFrame, folds: pd.DataFrame, n_categories: int
         "max_category_share_deviation": round(float(deviation.max()), 4),
         "mean_category_share_deviation": round(float(deviation[:, overall > 0].mean()), 4),
     }
+
+
+def split(folds: pd.DataFrame, fold: int, source: str = "folds.csv") -> tuple[list[str], list[str]]:
+    """(train image ids, validation image ids) for held-out ``fold``; an error if either side is empty."""
+    known = sorted(int(f) for f in folds.fold.unique())
+    held_out = folds.fold == fold
+    if not held_out.any() or held_out.all():
+        raise FoldError(f"{source}: fold {fold} cannot be held out (the file has folds {known})")
+    return sorted(folds.ImageId[~held_out]), sorted(folds.ImageId[held_out])

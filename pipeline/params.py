@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from pipeline.errors import PipelineError
 
 
-class _Section(BaseModel):
+class ParamsSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataParams(_Section):
+class DataParams(ParamsSection):
     """Where the competition data comes from (``stages.download``)."""
 
     source: Literal["synthetic", "kaggle", "dir"]
@@ -27,7 +27,7 @@ class DataParams(_Section):
     search_root: str = Field("/kaggle/input", description="for source=dir: where to look for the data")
 
 
-class SyntheticParams(_Section):
+class SyntheticParams(ParamsSection):
     """Size and look of the generated dataset (``pipeline.synthetic``)."""
 
     seed: int
@@ -46,14 +46,14 @@ class SyntheticParams(_Section):
         return self
 
 
-class PrepareParams(_Section):
+class PrepareParams(ParamsSection):
     """Validation of ``train.csv`` (``stages.prepare``)."""
 
     on_size_mismatch: Literal["skip", "fail"]
     report_examples: int = Field(5, ge=0)
 
 
-class FoldsParams(_Section):
+class FoldsParams(ParamsSection):
     n_folds: int = Field(ge=2)
     seed: int
 
@@ -62,11 +62,14 @@ class ParamsError(PipelineError, ValueError):
     """A missing or invalid section of params.yaml."""
 
 
-Section = TypeVar("Section", bound=_Section)
+T = TypeVar("T")
 
 
-def load_section(path: Path | str, name: str, model: type[Section]) -> Section:
-    """Read section ``name`` of a params file into ``model``, with a clear error naming the file."""
+def load_section(path: Path | str, name: str, model: type[T]) -> T:
+    """Read section ``name`` of a params file into ``model`` (a pydantic model or dataclass).
+
+    Errors name the file and the section.
+    """
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -74,6 +77,6 @@ def load_section(path: Path | str, name: str, model: type[Section]) -> Section:
     if name not in data:
         raise ParamsError(f"{path}: no '{name}' section")
     try:
-        return model.model_validate(data[name])
+        return TypeAdapter(model).validate_python(data[name])
     except ValidationError as exc:
         raise ParamsError(f"{path}: section '{name}': {exc}") from exc

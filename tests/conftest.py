@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from pipeline.annotations import prepare
+from pipeline.labels import load_labels
 from pipeline.params import SyntheticParams
 from pipeline.synthetic import write_dataset
 
@@ -32,3 +35,9 @@ def dataset_copy(small_dataset, tmp_path) -> Path:
     target = tmp_path / "raw"
     shutil.copytree(small_dataset, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def small_instances(small_dataset) -> pd.DataFrame:
+    """The prepared instance table of ``small_dataset`` (images in ``small_dataset / "train"``)."""
+    return prepare(small_dataset / "train.csv", load_labels(), small_dataset / "train").instances

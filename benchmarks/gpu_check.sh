@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU figures of the training issue, in one short run (about 5 minutes on an H100):
+#   1. maskrcnn_resnet50_fpn_v2 at 1024x1024, bf16, the largest batch that fits: images/s, peak memory,
+#      FLOPs per image and fraction of the device's peak; then a profile of where a step's time goes;
+#   2. the same at batch 8 and in fp16, for comparison with other cards.
+# Needs only torch >= 2.11 and torchvision. Results land in $OUT (default benchmarks/results).
+#   bash benchmarks/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+export PYTHONPATH=.
+python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())" | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv | tee -a "$OUT/device.txt"
+python benchmarks/train_throughput.py --arch maskrcnn_resnet50_fpn_v2 --size 1024 --batch auto --precision bf16 \
+  --steps 20 --profile --json "$OUT/r50v2_1024_bf16_auto.json" > "$OUT/r50v2_1024_bf16_auto.txt" 2>&1
+head -20 "$OUT/r50v2_1024_bf16_auto.txt"
+python benchmarks/train_throughput.py --arch maskrcnn_resnet50_fpn_v2 --size 1024 --batch 8 --precision bf16 \
+  --steps 20 --json "$OUT/r50v2_1024_bf16_b8.json"
+python benchmarks/train_throughput.py --arch maskrcnn_resnet50_fpn_v2 --size 1024 --batch 8 --precision fp16 \
+  --steps 20 --json "$OUT/r50v2_1024_fp16_b8.json"

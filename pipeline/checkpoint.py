@@ -1,0 +1,53 @@
+"""One checkpoint dict per save, written atomically and read back with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path
+
+
+class CheckpointError(PipelineError):
+    """A checkpoint that cannot be read."""
+
+
+def rng_state() -> dict:
+    """The state of every generator training draws from (python, numpy, torch CPU and CUDA)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        # numpy arrays are not allowed by weights_only loading; a tensor of the same words is.
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: Path | str, checkpoint: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load(path: Path | str) -> dict:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files raise RuntimeError, foreign pickles UnpicklingError, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
+                              "delete it or pass --no-resume to start fresh") from exc
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path}: not a training checkpoint of this pipeline")
+    return checkpoint

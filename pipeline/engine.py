@@ -1,0 +1,386 @@
+"""The training loop: one process, or one per GPU under torchrun; resumable at any checkpoint.
+
+Follows torchvision's ``references/detection`` engine: sum the loss dict, stop on a non-finite
+loss, one checkpoint dict. Adds what a restartable Kaggle run needs: a mid-epoch resume that
+reproduces the uninterrupted run (same samples, augmentations, RNG draws and optimiser state),
+and a resume key so that a checkpoint made with other params is never continued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from dvclive import Live
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline import checkpoint, distributed
+from pipeline.coco_eval import image_annotations, mask_ap
+from pipeline.dataset import InstanceDataset, collate
+from pipeline.errors import PipelineError
+from pipeline.fingerprint import source_digest, text_digest
+from pipeline.io import atomic_path
+from pipeline.model import ModelSpec, build_model
+from pipeline.sampler import EpochSampler
+from pipeline.tracking import open_live
+from pipeline.train_params import AugmentParams, TrainParams
+
+LAST, BEST, RESOLVED = "last.pt", "best.pt", "params.yaml"
+SCORE = "mask_ap"  # the validation number that picks the best checkpoint
+# Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
+_RUNTIME_ONLY = {"launcher", "workers", "checkpoint_every", "log_every"}
+_TRAINING_CODE = (__name__, "pipeline.checkpoint", "pipeline.dataset", "pipeline.model", "pipeline.rle",
+                  "pipeline.sampler", "pipeline.transforms")
+
+
+class TrainingDiverged(PipelineError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_done: int
+    best_score: float | None
+    best_step: int | None
+    resumed_from_step: int | None
+    finished: bool  # False when stopped early by ``max_steps``
+    model: torch.nn.Module  # the trained model (on this process's device, not wrapped in DDP)
+    main_process: bool  # False on the other ranks of a distributed run
+
+
+@dataclass
+class _State:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    batches_done: int = 0  # batches of ``epoch`` already trained on, on each process
+    step: int = 0  # optimizer steps since the start
+    best_score: float | None = None
+    best_step: int | None = None
+    history: list[dict] = field(default_factory=list)  # validation results, one per epoch
+
+
+def lr_factor(step: int, total: int, params: TrainParams) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps: linear warm-up, then cosine or steps.
+
+    A pure function of the step (not a chain of torch schedulers) so that it is tested directly
+    and a resumed run recomputes exactly the same value.
+    """
+    if step < params.warmup_steps:
+        progress = step / params.warmup_steps
+        return params.warmup_factor + (1 - params.warmup_factor) * progress
+    if params.schedule == "cosine":
+        span = max(1, total - params.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - params.warmup_steps) / span)))
+    return params.gamma ** sum(step >= round(m * total) for m in params.milestones)
+
+
+def resume_key(spec: ModelSpec, train: TrainParams, augment: AugmentParams, image_ids: list[str],
+               world_size: int) -> dict:
+    """What a checkpoint must share with this run to be continued by it: params, training images, process
+    count and the training code (a code change reruns the DVC stage; it must not just resume a finished run).
+    """
+    return {"model": asdict(spec), "augment": augment.model_dump(mode="json"),
+            "train": train.model_dump(mode="json", exclude=_RUNTIME_ONLY),
+            "train_images": {"count": len(image_ids), "hash": text_digest(sorted(image_ids))}, "world_size": world_size,
+            "code": source_digest(*_TRAINING_CODE)}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
+def _seed_everything(seed: int, rank: int, deterministic: bool) -> None:
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader workers: numpy and random seeded from torch's per-worker seed (torch does not do it)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _to_device(images: list, targets: list, device: torch.device) -> tuple[list, list]:
+    return ([image.to(device, non_blocking=True) for image in images],
+            [{k: v.to(device, non_blocking=True) for k, v in target.items()} for target in targets])
+
+
+def _optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)
+    return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, dataset: InstanceDataset, context: distributed.Context, num_classes: int,
+             batch_size: int, precision: str) -> dict[str, float]:
+    """Mask AP on ``dataset`` (each process predicts its share; the main one scores)."""
+    was_training = model.training
+    model.eval()
+    images, truth, detected = [], [], []
+    mine = list(range(context.rank, len(dataset), context.world_size))
+    for start in range(0, len(mine), batch_size):
+        batch = [dataset[i] for i in mine[start : start + batch_size]]
+        with _autocast(context.device, precision):
+            outputs = model([image.to(context.device) for image, _, _ in batch])
+        for index, (image, target, _), output in zip(mine[start : start + batch_size], batch, outputs, strict=True):
+            images.append((index + 1, image.shape[1], image.shape[2]))
+            gt, dt = image_annotations(index + 1, target, {k: v.float().cpu() for k, v in output.items()})
+            truth += gt
+            detected += dt
+    model.train(was_training)
+    parts = distributed.gather(context, (images, truth, detected))
+    score = mask_ap(*(sum((part[k] for part in parts), []) for k in range(3)), num_classes=num_classes)
+    return score
+
+
+def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
+    try:
+        for images, targets, metas in loader:
+            yield (*_to_device(images, targets, context.device), metas)
+    except PipelineError as exc:
+        # From a DataLoader worker the error arrives with the worker's traceback as its message;
+        # its last line is "module.Class: message". Keep just the message, as in-process errors have.
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        raise type(exc)(text.rstrip().splitlines()[-1].split(": ", 1)[-1]) from None
+
+
+def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_classes: int,
+          train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path | str, live_dir: Path | str,
+          resume: bool = True, max_steps: int | None = None) -> TrainResult:
+    """Train, validate after each epoch, keep ``run_dir/last.pt`` and ``run_dir/best.pt``; log to DVCLive.
+
+    With ``resume`` and a ``last.pt`` made with the same params, data and code, training
+    continues from it; a checkpoint made otherwise is moved to ``<run_dir>.previous/`` (beside
+    the run folder, outside what DVC tracks) and training starts fresh. ``max_steps`` stops
+    (with a checkpoint) after that many optimizer steps in all.
+    """
+    context = distributed.setup(params.device)
+    try:
+        return _train(context, spec, params, augment, num_classes, train_set, val_set, Path(run_dir),
+                      Path(live_dir), resume, max_steps)
+    finally:
+        distributed.teardown(context)
+
+
+class _Meter:
+    """Training numbers between two DVCLive rows: mean loss terms, images/s over all processes, dropped instances."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+        self.dropped = 0  # instances empty after resizing, in this process since it started
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.images, self.batches, self.losses = time.perf_counter(), 0, 0, {}
+
+    def add(self, losses: dict[str, torch.Tensor], images: int, dropped: int) -> None:
+        self.images += images
+        self.batches += 1
+        self.dropped += dropped
+        for name, value in {**losses, "loss": sum(losses.values())}.items():
+            self.losses[name] = self.losses.get(name, 0.0) + value.item()
+
+    def images_per_second(self) -> float:
+        return self.images * self.world_size / max(time.perf_counter() - self.start, 1e-9)
+
+    def write(self, live: Live | None, step: int, lr: float) -> None:
+        if live is not None:
+            live.step = step
+            for name, total in self.losses.items():
+                live.log_metric(f"train/{name}", total / self.batches)
+            live.log_metric("train/lr", lr)
+            live.log_metric("train/images_per_second", self.images_per_second())
+            live.log_metric("train/instances_dropped", self.dropped, plot=False)
+            live.make_summary()
+        self.reset()
+
+
+def _log_validation(live: Live, state: _State, score: dict[str, float]) -> None:
+    live.step = state.step
+    for name, value in score.items():
+        live.log_metric(f"val/{name}", value)
+    live.log_metric(f"val/best_{SCORE}", state.best_score, plot=False)
+    live.make_summary()
+    print(f"epoch {state.epoch}: val {SCORE} {score[SCORE]:.4f} (best {state.best_score:.4f} at step "
+          f"{state.best_step})")
+
+
+def _restore(run_dir: Path, key: dict, resume: bool, context: distributed.Context) -> dict | None:
+    path = run_dir / LAST
+    if not path.is_file():
+        return None
+    saved = checkpoint.load(path) if resume else None
+    if saved is not None and saved.get("resume_key") == key:
+        return saved
+    distributed.barrier(context)
+    if context.is_main:
+        why = ("--no-resume" if not resume else
+               "params, data or code changed: " + "; ".join(_differences(saved.get("resume_key", {}), key)))
+        previous = run_dir.with_name(run_dir.name + ".previous")
+        print(f"not resuming {path} ({why}); it moves to {previous}, training starts fresh")
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir()
+        for name in (LAST, BEST, RESOLVED):
+            if (run_dir / name).exists():
+                os.replace(run_dir / name, previous / name)
+    distributed.barrier(context)
+    return None
+
+
+def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, augment: AugmentParams,
+           num_classes: int, train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path, live_dir: Path,
+           resume: bool, max_steps: int | None) -> TrainResult:
+    _seed_everything(params.seed, context.rank, params.deterministic)
+    precision = params.precision if context.device.type == "cuda" else "fp32"
+    if precision != params.precision and context.is_main:
+        print(f"train.precision {params.precision} applies to CUDA only; this CPU run uses fp32")
+    key = resume_key(spec, params, augment, train_set.image_ids, context.world_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = _restore(run_dir, key, resume, context)
+
+    model = build_model(spec if saved is None else ModelSpec(**{**asdict(spec), "weights": "none"}), num_classes)
+    model.to(context.device)
+    if context.distributed and context.device.type == "cuda" and not spec.freeze_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = _optimizer(model, params)
+    per_rank = EpochSampler(len(train_set), params.seed, 0, context.rank, context.world_size).per_rank()
+    batches_per_epoch = -(-per_rank // params.batch_size)
+    steps_per_epoch = -(-batches_per_epoch // params.accumulate)
+    total_steps = steps_per_epoch * params.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, params))
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    state = _State()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        state = _State(**saved["state"])
+        if context.rank < len(saved["rng"]):
+            checkpoint.set_rng_state(saved["rng"][context.rank])
+        if context.is_main:
+            print(f"resuming {run_dir / LAST} at epoch {state.epoch + 1}, step {state.step}")
+    resumed_from = state.step if saved is not None else None
+    ddp = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None) \
+        if context.distributed else None
+    net = ddp or model
+    resolved = {**key, "train": params.model_dump(mode="json")}
+
+    def save(best: bool) -> None:
+        rng = distributed.gather(context, checkpoint.rng_state())  # every process's, for an exact resume
+        if not context.is_main:
+            return
+        data = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rng, "state": asdict(state), "resume_key": key,
+                "params": resolved, "num_classes": num_classes}
+        checkpoint.save(run_dir / LAST, data)
+        if best:
+            checkpoint.save(run_dir / BEST, {"model": model.state_dict(), "params": resolved,
+                                             "num_classes": num_classes, "score": {SCORE: state.best_score},
+                                             "step": state.step})
+
+    if context.is_main:
+        with atomic_path(run_dir / RESOLVED) as tmp:
+            tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    live = open_live(live_dir, resumed_from) if context.is_main else None
+    loader_seed = torch.Generator().manual_seed(params.seed)
+    meter = _Meter(context.world_size)
+    stopped = False
+    net.train()
+    while state.epoch < params.epochs and not stopped:
+        sampler = EpochSampler(len(train_set), params.seed, state.epoch, context.rank, context.world_size,
+                               start=state.batches_done * params.batch_size)
+        loader = DataLoader(train_set, batch_size=params.batch_size, sampler=sampler, collate_fn=collate,
+                            num_workers=params.workers, worker_init_fn=_seed_worker, generator=loader_seed,
+                            pin_memory=context.device.type == "cuda")
+        bar = tqdm(total=batches_per_epoch, initial=state.batches_done, disable=not context.is_main,
+                   desc=f"epoch {state.epoch + 1}/{params.epochs}", unit="batch", dynamic_ncols=True)
+        for images, targets, metas in _batches(loader, context):
+            state.batches_done += 1
+            step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == batches_per_epoch
+            no_sync = ddp.no_sync() if ddp is not None and not step_ends else contextlib.nullcontext()
+            with no_sync:
+                with _autocast(context.device, precision):
+                    losses = net(images, targets)
+                loss = sum(losses.values())
+                if distributed.any_true(context, not bool(torch.isfinite(loss))):
+                    values = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
+                    raise TrainingDiverged(
+                        f"loss is not finite at epoch {state.epoch + 1}, step {state.step} ({values}). "
+                        f"Lower train.lr (now {params.lr}), raise train.warmup_steps or set train.precision: fp32; "
+                        f"{run_dir / LAST} holds the last good checkpoint")
+                scaler.scale(loss / params.accumulate).backward()
+            bar.update()
+            meter.add(losses, len(images), sum(meta["dropped"] for meta in metas))
+            if not step_ends:
+                continue
+            if params.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.step += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
+            if state.step % params.log_every == 0:
+                meter.write(live, state.step, optimizer.param_groups[0]["lr"])
+            stopped = max_steps is not None and state.step >= max_steps
+            if state.step % params.checkpoint_every == 0 or stopped:
+                save(best=False)
+            if stopped:
+                break
+        bar.close()
+        if stopped:
+            break
+        score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
+        state.epoch, state.batches_done = state.epoch + 1, 0
+        improved = state.best_score is None or score[SCORE] > state.best_score
+        if improved:
+            state.best_score, state.best_step = score[SCORE], state.step
+        state.history.append({"epoch": state.epoch, "step": state.step, **score})
+        save(best=improved)
+        if live is not None:
+            _log_validation(live, state, score)
+    if live is not None:
+        live.end()
+    return TrainResult(steps=state.step, epochs_done=state.epoch, best_score=state.best_score,
+                       best_step=state.best_step, resumed_from_step=resumed_from, finished=not stopped, model=model,
+                       main_process=context.is_main)

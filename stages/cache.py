@@ -1,0 +1,36 @@
+"""Stage cache: a copy of the train images and masks resized to the largest training resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.image_cache import CacheSettings, build_cache
+from pipeline.io import write_json
+from pipeline.model import ModelSpec
+from pipeline.params import load_section
+from pipeline.train_params import AugmentParams, CacheParams
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--instances", type=Path, required=True, help="instance table from stage prepare")
+    cli.add_argument("--images", type=Path, required=True, help="folder of the train JPEGs")
+    cli.add_argument("--out", type=Path, required=True, help="cache folder (images/ and instances.parquet)")
+    cli.add_argument("--report", type=Path, required=True, help="cache report (JSON)")
+    args = cli.parse_args()
+    model = load_section(args.params, "model", ModelSpec)
+    augment = load_section(args.params, "augment", AugmentParams)
+    params = load_section(args.params, "cache", CacheParams)
+    settings = CacheSettings(model.min_size, model.max_size, augment.scale_range[1], params.jpeg_quality)
+    report = build_cache(pd.read_parquet(args.instances), args.images, args.out, settings, params.workers)
+    write_json(args.report, report.metrics())
+    reused = f", {report.parts_reused} parts kept from an interrupted run" if report.parts_reused else ""
+    print(f"cached {report.images} images ({report.images_resized} downscaled, {report.bytes_on_disk / 1e6:.1f} MB); "
+          f"{report.instances} instances, {report.instances_vanished} too small to keep at the cached size{reused}")
+
+
+if __name__ == "__main__":
+    run(main)

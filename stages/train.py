@@ -1,0 +1,58 @@
+"""Stage train: Mask R-CNN on the cached train images, validated on the held-out fold each epoch.
+
+Run it as ``python -m stages.train ...`` on one device, or ``torchrun --nproc_per_node=N -m stages.train ...``
+on N GPUs; it resumes from the run folder's last checkpoint unless --no-resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.dataset import InstanceDataset
+from pipeline.engine import train
+from pipeline.folds import split
+from pipeline.labels import load_labels
+from pipeline.model import ModelSpec
+from pipeline.params import load_section
+from pipeline.train_params import AugmentParams, TrainParams
+from pipeline.transforms import Augment
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--instances", type=Path, required=True, help="instance table (stage cache or prepare)")
+    cli.add_argument("--images", type=Path, required=True, help="folder of the images that table describes")
+    cli.add_argument("--folds", type=Path, required=True, help="folds.csv from stage folds")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--run-dir", type=Path, required=True, help="checkpoints and resolved params")
+    cli.add_argument("--live-dir", type=Path, required=True, help="DVCLive metrics and plots")
+    cli.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
+    cli.add_argument("--max-steps", type=int, help="smoke runs: stop after this many optimizer steps")
+    cli.add_argument("--limit", type=int, help="smoke runs: train on the first N training images only")
+    args = cli.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    spec = load_section(args.params, "model", ModelSpec)
+    augment = load_section(args.params, "augment", AugmentParams)
+    params = load_section(args.params, "train", TrainParams)
+    num_classes = len(load_labels(args.labels).categories) + 1
+    train_ids, val_ids = split(pd.read_csv(args.folds), params.fold, str(args.folds))
+    instances = pd.read_parquet(args.instances)
+    train_ids = train_ids[: args.limit] if args.limit else train_ids
+    train_set = InstanceDataset(instances[instances.image_id.isin(train_ids)], args.images, spec.min_size,
+                                spec.max_size, Augment(augment))
+    val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size)
+    result = train(spec, params, augment, num_classes, train_set, val_set, args.run_dir, args.live_dir,
+                   resume=not args.no_resume, max_steps=args.max_steps)
+    if not result.main_process:
+        return
+    state = "finished" if result.finished else f"stopped at step {result.steps} (--max-steps)"
+    best = "none" if result.best_score is None else f"{result.best_score:.4f} at step {result.best_step}"
+    print(f"training {state}: {result.epochs_done} epochs, {result.steps} steps; best val mask AP {best}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,99 @@
+"""The resized image cache: sizes, masks at the new size, resume after an interruption, invalidation."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import image_cache, rle
+from pipeline.annotations import DataError
+from pipeline.dataset import InstanceDataset, decode_masks
+from pipeline.image_cache import CacheSettings, build_cache
+from pipeline.transforms import resize, scaled_size
+
+SETTINGS = CacheSettings(min_size=64, max_size=96, scale_high=1.25, jpeg_quality=95)
+
+
+def test_images_are_downscaled_to_the_largest_training_size_and_masks_follow(small_instances, small_dataset,
+                                                                              tmp_path):
+    report = build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
+    table = pd.read_parquet(tmp_path / "cache" / "instances.parquet")
+    assert report.images == small_instances.image_id.nunique() == table.image_id.nunique()
+    assert report.instances + report.instances_vanished == len(small_instances)
+    assert report.images_resized == report.images, "every small-dataset image is larger than 80x120"
+    assert list(table.columns) == list(small_instances.columns)
+    for image_id, rows in list(table.groupby("image_id"))[:5]:
+        source = small_instances[small_instances.image_id == image_id]
+        height, width = int(source.height.iloc[0]), int(source.width.iloc[0])
+        size = scaled_size(height, width, SETTINGS.scale(height, width))
+        assert min(size) == round(64 * 1.25) or max(size) == round(96 * 1.25)
+        with Image.open(tmp_path / "cache" / "images" / image_id) as image:
+            assert image.size == (size[1], size[0])
+        assert (rows.height == size[0]).all() and (rows.width == size[1]).all()
+        expected = resize(torch.zeros(3, height, width, dtype=torch.uint8),
+                          decode_masks(source.rle.tolist(), height, width), size)[1]
+        kept = expected.flatten(1).any(1).bool()
+        assert torch.equal(decode_masks(rows.rle.tolist(), *size), expected[kept])
+        assert rows.area.tolist() == expected[kept].flatten(1).sum(1).tolist()
+        assert rows.class_id.tolist() == source.class_id[kept.numpy()].tolist()
+
+
+def test_training_reads_the_cache_like_the_originals(small_instances, small_dataset, tmp_path):
+    build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
+    table = pd.read_parquet(tmp_path / "cache" / "instances.parquet")
+    cached = InstanceDataset(table, tmp_path / "cache" / "images", 64, 96)
+    original = InstanceDataset(small_instances, small_dataset / "train", 64, 96)
+    intersection = union = 0
+    for index in range(6):
+        image_a, target_a, _ = cached[index]
+        image_b, target_b, _ = original[index]
+        assert all(abs(a - b) <= 1 for a, b in zip(image_a.shape, image_b.shape, strict=True)), "sizes round apart"
+        height, width = min(image_a.shape[1], image_b.shape[1]), min(image_a.shape[2], image_b.shape[2])
+        assert (image_a[:, :height, :width] - image_b[:, :height, :width]).abs().mean() < 0.05
+        masks_a = target_a["masks"][:, :height, :width].bool()
+        masks_b = target_b["masks"][:, :height, :width].bool()
+        if len(masks_a) == len(masks_b):
+            intersection += int((masks_a & masks_b).sum())
+            union += int((masks_a | masks_b).sum())
+    # Masks are resized twice (nearest) through the cache, once without it: edges move by a pixel.
+    assert intersection / union > 0.8
+
+
+def test_an_interrupted_cache_resumes_and_other_settings_rebuild_it(small_instances, small_dataset, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setattr(image_cache, "PART_IMAGES", 5)
+    out = tmp_path / "cache"
+    first = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    parts = sorted((out / "parts").iterdir())
+    assert len(parts) == -(-first.images // 5) and first.parts_reused == 0
+    parts[-1].unlink()
+    (out / "instances.parquet").unlink()
+    resumed = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    assert resumed.parts_reused == len(parts) - 1
+    assert resumed == first.__class__(**{**first.__dict__, "parts_reused": len(parts) - 1})
+    other = build_cache(small_instances, small_dataset / "train", out,
+                        CacheSettings(min_size=32, max_size=48, scale_high=1.0, jpeg_quality=90))
+    assert other.parts_reused == 0
+    with Image.open(next((out / "images").iterdir())) as image:
+        assert min(image.size) <= 32
+
+
+def test_masks_too_small_for_the_cached_size_are_counted(small_instances, small_dataset, tmp_path):
+    rows = small_instances[small_instances.image_id == small_instances.image_id.iloc[0]]
+    height, width = int(rows.height.iloc[0]), int(rows.width.iloc[0])
+    speck = torch.zeros(height, width, dtype=torch.uint8)
+    speck[3, 3] = 1
+    table = pd.concat([rows, rows.iloc[[0]].assign(rle=rle.encode(speck.numpy()))], ignore_index=True)
+    report = build_cache(table, small_dataset / "train", tmp_path / "cache",
+                         CacheSettings(min_size=16, max_size=24, scale_high=1.0, jpeg_quality=90))
+    assert report.instances_vanished >= 1
+    assert report.instances + report.instances_vanished == len(table)
+
+
+def test_a_missing_image_names_the_file(small_instances, dataset_copy, tmp_path):
+    victim = sorted(small_instances.image_id.unique())[2]
+    (dataset_copy / "train" / victim).unlink()
+    with pytest.raises(DataError, match=f"{victim}: image not found"):
+        build_cache(small_instances, dataset_copy / "train", tmp_path / "cache", SETTINGS)

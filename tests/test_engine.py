@@ -1,0 +1,159 @@
+"""The training engine: schedule, sampling, resume, divergence guard, distributed training."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pipeline import checkpoint, engine
+from pipeline.dataset import InstanceDataset
+from pipeline.engine import BEST, LAST, TrainingDiverged, lr_factor, train
+from pipeline.model import ModelSpec
+from pipeline.sampler import EpochSampler
+from pipeline.train_params import AugmentParams, TrainParams
+from pipeline.transforms import Augment
+
+SPEC = ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=64, max_size=96,
+                 anchor_sizes=(8, 16, 32, 64, 128), rpn_post_nms_top_n_train=100, box_batch_size_per_image=32,
+                 rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=100)
+AUGMENT = AugmentParams(hflip=True, scale_range=(0.8, 1.2), color_jitter=0.2)
+TRAIN = TrainParams(launcher="python", fold=0, epochs=2, batch_size=2, workers=0, optimizer="sgd", lr=0.01,
+                    weight_decay=1e-4, schedule="cosine", warmup_steps=2, grad_clip=10.0, precision="bf16",
+                    device="cpu", seed=3, deterministic=True, checkpoint_every=1, log_every=1)
+
+
+def datasets(instances, image_dir: Path, n_train: int = 6, n_val: int = 3) -> tuple[InstanceDataset, InstanceDataset]:
+    ids = sorted(instances.image_id.unique())
+    train_rows = instances[instances.image_id.isin(ids[:n_train])]
+    val_rows = instances[instances.image_id.isin(ids[n_train : n_train + n_val])]
+    return (InstanceDataset(train_rows, image_dir, SPEC.min_size, SPEC.max_size, Augment(AUGMENT)),
+            InstanceDataset(val_rows, image_dir, SPEC.min_size, SPEC.max_size))
+
+
+def run(tmp: Path, data, params: TrainParams = TRAIN, **kwargs):
+    return train(SPEC, params, AUGMENT, 47, *data, tmp / "run", tmp / "live", **kwargs)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(run_dir / LAST)["model"]
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule():
+    cosine = TRAIN.model_copy(update={"warmup_steps": 10, "warmup_factor": 0.1})
+    assert lr_factor(0, 100, cosine) == pytest.approx(0.1)
+    assert lr_factor(5, 100, cosine) == pytest.approx(0.55)
+    assert lr_factor(10, 100, cosine) == pytest.approx(1.0)
+    assert lr_factor(55, 100, cosine) == pytest.approx(0.5)
+    assert lr_factor(100, 100, cosine) == pytest.approx(0.0)
+    steps = TRAIN.model_copy(update={"schedule": "step", "warmup_steps": 0, "milestones": (0.5, 0.75), "gamma": 0.1})
+    assert [lr_factor(s, 100, steps) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+@pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2), (1, 4)])
+def test_sampler_shards_one_seeded_permutation_and_resumes_mid_epoch(size, world):
+    shards = [list(EpochSampler(size, seed=5, epoch=2, rank=r, world_size=world)) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1, "every rank takes the same number of steps"
+    indices = [i for shard in shards for i, _ in shard]
+    assert set(indices) == set(range(size))
+    assert len(indices) - size < world
+    seeds = {i: s for shard in shards for i, s in shard}
+    assert all(seeds[i] == s for shard in shards for i, s in shard), "a sample's seed does not depend on its rank"
+    for r in range(world):
+        assert list(EpochSampler(size, 5, 2, r, world, start=1)) == shards[r][1:]
+    assert list(EpochSampler(size, 5, 3)) != list(EpochSampler(size, 5, 2)) or size == 1
+
+
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train")
+    whole = run(tmp_path / "whole", data, max_steps=5)
+    assert (whole.steps, whole.epochs_done, whole.finished) == (5, 1, False)
+    first = run(tmp_path / "cut", data, max_steps=2)
+    assert first.steps == 2 and first.resumed_from_step is None
+    second = run(tmp_path / "cut", data, max_steps=5)
+    assert second.resumed_from_step == 2
+    expected, got = weights(tmp_path / "whole" / "run"), weights(tmp_path / "cut" / "run")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected), "resume changed the result"
+
+
+def test_a_finished_run_keeps_last_and_best_and_logs_curves(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train")
+    result = run(tmp_path, data)
+    assert result.finished and result.epochs_done == 2 and result.steps == 6
+    last = checkpoint.load(tmp_path / "run" / LAST)
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "state", "params"} <= set(last)
+    assert last["state"]["step"] == 6 and len(last["state"]["history"]) == 2
+    best = torch.load(tmp_path / "run" / BEST, weights_only=True)
+    assert best["score"]["mask_ap"] == result.best_score == max(h["mask_ap"] for h in last["state"]["history"])
+    assert (tmp_path / "run" / "params.yaml").is_file()
+    plots = tmp_path / "live" / "plots" / "metrics"
+    for name in ("train/loss", "train/lr", "train/images_per_second", "val/mask_ap"):
+        assert (plots / f"{name}.tsv").is_file(), name
+    assert len((plots / "train" / "loss.tsv").read_text().splitlines()) == 1 + 6
+    again = run(tmp_path, data)
+    assert again.resumed_from_step == 6 and again.steps == 6, "a finished run has nothing left to do"
+
+
+def test_gradient_accumulation_steps_once_per_group_of_batches(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train")  # 6 images, batches of 2: 3 batches an epoch
+    result = run(tmp_path, data, TRAIN.model_copy(update={"accumulate": 2, "epochs": 1}))
+    assert result.steps == 2, "two full groups would need 4 batches; the epoch's last group is short"
+    assert checkpoint.load(tmp_path / "run" / LAST)["state"]["batches_done"] == 0
+
+
+def test_changed_params_start_fresh_and_keep_the_old_checkpoint_aside(small_instances, small_dataset, tmp_path,
+                                                                        capsys):
+    data = datasets(small_instances, small_dataset / "train")
+    run(tmp_path, data, max_steps=1)
+    changed = run(tmp_path, data, TRAIN.model_copy(update={"lr": 0.005}), max_steps=1)
+    assert changed.resumed_from_step is None
+    assert "train.lr: 0.01 -> 0.005" in capsys.readouterr().out
+    assert (tmp_path / "run.previous" / LAST).is_file()
+    assert run(tmp_path, data, TRAIN.model_copy(update={"lr": 0.005, "workers": 1}),
+               max_steps=2).resumed_from_step == 1, "DataLoader workers do not change the result"
+
+
+def test_changed_training_code_starts_fresh(small_instances, small_dataset, tmp_path, capsys, monkeypatch):
+    """DVC reruns the stage when the code changes; resuming would only reload the old result."""
+    data = datasets(small_instances, small_dataset / "train")
+    run(tmp_path, data, max_steps=1)
+    monkeypatch.setattr(engine, "source_digest", lambda *names: "edited")
+    assert run(tmp_path, data, max_steps=1).resumed_from_step is None
+    assert "code changed: code: " in capsys.readouterr().out
+
+
+def test_a_diverging_loss_stops_with_a_clear_message(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train")
+    wild = TRAIN.model_copy(update={"lr": 1e6, "warmup_steps": 0, "grad_clip": 0.0, "epochs": 5})
+    with pytest.raises(TrainingDiverged, match="loss is not finite .* Lower train.lr"):
+        run(tmp_path, data, wild)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, instances, image_dir: Path, tmp: Path) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    result = run(tmp, datasets(instances, image_dir), max_steps=2)
+    torch.save({k: v for k, v in result.model.named_parameters()}, tmp / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ends_with_identical_weights(small_instances, small_dataset, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), small_instances, small_dataset / "train", tmp_path), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    saved = weights(tmp_path / "run")
+    assert all(torch.equal(saved[k], ranks[0][k]) for k in ranks[0])
+    assert checkpoint.load(tmp_path / "run" / LAST)["state"]["step"] == 2
+    assert len(checkpoint.load(tmp_path / "run" / LAST)["rng"]) == 2

@@ -1,0 +1,38 @@
+"""DVCLive logging: resumed curves and the repositories DVCLive cannot start in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.tracking import open_live
+
+
+def test_a_resumed_log_drops_the_steps_logged_after_the_checkpoint(tmp_path):
+    live = open_live(tmp_path / "live", None)
+    for step in range(1, 8):
+        live.step = step
+        live.log_metric("train/loss", 1.0 / step)
+        live.make_summary()
+    resumed = open_live(tmp_path / "live", 4)
+    for step in range(5, 9):
+        resumed.step = step
+        resumed.log_metric("train/loss", 2.0 / step)
+        resumed.make_summary()
+    history = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert history.step.tolist() == list(range(1, 9))
+    assert history.loss.iloc[4] == pytest.approx(2.0 / 5)
+
+
+def test_a_git_repository_without_commits_gets_advice_not_a_traceback(tmp_path, monkeypatch):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True,
+                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match="make a first commit"):
+        open_live(tmp_path / "live", None)
