@@ -69,7 +69,7 @@ class InstanceDataset(torch.utils.data.Dataset):
     ``image`` is a float (3, h, w) tensor in [0, 1], resized by the scale torchvision's
     Mask R-CNN would apply (``min_size``/``max_size``), times a random factor in training.
     ``target`` has ``boxes``, ``labels`` (category + 1; 0 is background) and ``masks``;
-    ``meta`` has ``image_id``, ``scale`` and ``dropped``, the instances that became empty
+    ``meta`` has ``image_id`` and ``dropped``, the number of instances that became empty
     after resizing and were left out (Mask R-CNN cannot train on empty masks).
 
     An index is either an int (no augmentation) or ``(index, seed)`` as
@@ -113,8 +113,7 @@ class InstanceDataset(torch.utils.data.Dataset):
         target = {"boxes": boxes_from_masks(masks[keep]),
                   "labels": torch.tensor(item.labels, dtype=torch.int64)[keep],
                   "masks": masks[keep]}
-        meta = {"image_id": item.image_id, "scale": masks.shape[-1] / item.width,
-                "dropped": int((~keep).sum())}
+        meta = {"image_id": item.image_id, "dropped": int((~keep).sum())}
         return F.to_dtype(image, torch.float32, scale=True), target, meta
 
 

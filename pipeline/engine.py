@@ -217,6 +217,10 @@ class _Meter:
         for name, value in {**losses, "loss": sum(losses.values())}.items():
             self.losses[name] = self.losses.get(name, 0.0) + value.item()
 
+    def exclude(self, seconds: float) -> None:
+        """Leave time spent on other work (validation) out of the throughput."""
+        self.start += seconds
+
     def images_per_second(self) -> float:
         return self.images * self.world_size / max(time.perf_counter() - self.start, 1e-9)
 
@@ -370,7 +374,9 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
         bar.close()
         if stopped:
             break
+        started = time.perf_counter()
         score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
+        meter.exclude(time.perf_counter() - started)
         state.epoch, state.batches_done = state.epoch + 1, 0
         improved = state.best_score is None or score[SCORE] > state.best_score
         if improved:
