@@ -30,3 +30,5 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(RUN) python benchmarks/rle_speed.py
 	$(RUN) python benchmarks/validate_throughput.py
+	$(RUN) python benchmarks/data_loading.py
+	$(RUN) python benchmarks/train_throughput.py --arch maskrcnn_resnet18_fpn --size 256 --batch 4

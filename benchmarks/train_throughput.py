@@ -1,7 +1,7 @@
 """Training throughput of a Mask R-CNN: images/s, peak memory, FLOPs per image and the fraction of device peak.
 
-Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/model.py``), so it
-runs on a bare GPU box: ``PYTHONPATH=. python benchmarks/train_throughput.py --device cuda``.
+Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/model.py``, found
+from the script's own location), so it runs on a bare GPU box without installing the project.
 Batches are synthetic (random images with eight elliptical instances each) and live on the
 device, so the number is the model's own speed; data loading is measured by
 ``benchmarks/data_loading.py``. ``--profile`` prints where a step's time goes.
