@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as F
 
 from pipeline import rle
 from pipeline.annotations import DataError
+from pipeline.fingerprint import text_digest
 from pipeline.transforms import Augment, fit_scale, resize, scaled_size
 
 
@@ -93,6 +94,10 @@ class InstanceDataset(torch.utils.data.Dataset):
     @property
     def image_ids(self) -> list[str]:
         return [item.image_id for item in self.images]
+
+    def fingerprint(self) -> str:
+        """Changes when any image, size, mask or label changes (a resumed run must train on the same data)."""
+        return text_digest([f"{x.image_id} {x.height}x{x.width} {x.labels} {'|'.join(x.rles)}" for x in self.images])
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
         index, seed = key if isinstance(key, tuple) else (key, None)

@@ -30,7 +30,7 @@ from pipeline import checkpoint, distributed
 from pipeline.coco_eval import image_annotations, mask_ap
 from pipeline.dataset import InstanceDataset, collate
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import source_digest, text_digest
+from pipeline.fingerprint import source_digest
 from pipeline.io import atomic_path
 from pipeline.model import ModelSpec, build_model
 from pipeline.sampler import EpochSampler
@@ -88,14 +88,14 @@ def lr_factor(step: int, total: int, params: TrainParams) -> float:
     return params.gamma ** sum(step >= round(m * total) for m in params.milestones)
 
 
-def resume_key(spec: ModelSpec, train: TrainParams, augment: AugmentParams, image_ids: list[str],
+def resume_key(spec: ModelSpec, train: TrainParams, augment: AugmentParams, train_set: InstanceDataset,
                world_size: int) -> dict:
     """What a checkpoint must share with this run to be continued by it: params, training images, process
     count and the training code (a code change reruns the DVC stage; it must not just resume a finished run).
     """
     return {"model": asdict(spec), "augment": augment.model_dump(mode="json"),
             "train": train.model_dump(mode="json", exclude=_RUNTIME_ONLY),
-            "train_images": {"count": len(image_ids), "hash": text_digest(sorted(image_ids))}, "world_size": world_size,
+            "train_images": {"count": len(train_set), "hash": train_set.fingerprint()}, "world_size": world_size,
             "code": source_digest(*_TRAINING_CODE)}
 
 
@@ -275,7 +275,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
     precision = params.precision if context.device.type == "cuda" else "fp32"
     if precision != params.precision and context.is_main:
         print(f"train.precision {params.precision} applies to CUDA only; this CPU run uses fp32")
-    key = resume_key(spec, params, augment, train_set.image_ids, context.world_size)
+    key = resume_key(spec, params, augment, train_set, context.world_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = _restore(run_dir, key, resume, context)
 

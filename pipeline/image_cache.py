@@ -13,6 +13,7 @@ settings and fingerprints of the source table and of the code; a cache made othe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -114,13 +115,14 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
     if not workers:
         workers = (os.cpu_count() or 1) if len(groups) - done_images >= _POOL_FROM else 1
     pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
-            if workers > 1 and todo else _Serial())
-    with pool, \
+            if workers > 1 and todo else None)
+    imap = pool.imap if pool else lambda function, tasks, chunksize: map(function, tasks)
+    with pool or contextlib.nullcontext(), \
             tqdm(total=len(groups), initial=done_images, desc="cache", unit="img") as bar:
         for k in todo:
             tasks = [(rows, image_dir, out_dir / "images", settings) for rows in parts[k]]
             results = []
-            for result in pool.imap(_cache_one, tasks, chunksize=4):
+            for result in imap(_cache_one, tasks, chunksize=4):
                 results.append(result)
                 bar.update()
             with atomic_path(part_paths[k]) as tmp:
@@ -133,18 +135,3 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
     on_disk = sum(p.stat().st_size for p in (out_dir / "images").iterdir())
     return CacheReport(images=len(groups), instances=int((~vanished).sum()), instances_vanished=int(vanished.sum()),
                        images_resized=resized, parts_reused=len(parts) - len(todo), bytes_on_disk=on_disk)
-
-
-class _Serial:
-    """The ``imap`` of a pool, in this process: no start-up cost for small data or ``workers=1``."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @staticmethod
-    def imap(function, tasks, chunksize: int = 1):
-        return map(function, tasks)
-

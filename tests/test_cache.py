@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -72,7 +74,7 @@ def test_an_interrupted_cache_resumes_and_other_settings_rebuild_it(small_instan
     (out / "instances.parquet").unlink()
     resumed = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
     assert resumed.parts_reused == len(parts) - 1
-    assert resumed == first.__class__(**{**first.__dict__, "parts_reused": len(parts) - 1})
+    assert resumed == dataclasses.replace(first, parts_reused=len(parts) - 1)
     other = build_cache(small_instances, small_dataset / "train", out,
                         CacheSettings(min_size=32, max_size=48, scale_high=1.0, jpeg_quality=90))
     assert other.parts_reused == 0
@@ -97,3 +99,11 @@ def test_a_missing_image_names_the_file(small_instances, dataset_copy, tmp_path)
     (dataset_copy / "train" / victim).unlink()
     with pytest.raises(DataError, match=f"{victim}: image not found"):
         build_cache(small_instances, dataset_copy / "train", tmp_path / "cache", SETTINGS)
+
+
+def test_a_process_pool_writes_the_same_cache(small_instances, small_dataset, tmp_path):
+    serial = build_cache(small_instances, small_dataset / "train", tmp_path / "serial", SETTINGS, workers=1)
+    pooled = build_cache(small_instances, small_dataset / "train", tmp_path / "pooled", SETTINGS, workers=2)
+    assert serial == pooled
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "serial" / "instances.parquet"),
+                                  pd.read_parquet(tmp_path / "pooled" / "instances.parquet"))

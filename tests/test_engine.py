@@ -157,3 +157,12 @@ def test_two_process_ddp_ends_with_identical_weights(small_instances, small_data
     assert all(torch.equal(saved[k], ranks[0][k]) for k in ranks[0])
     assert checkpoint.load(tmp_path / "run" / LAST)["state"]["step"] == 2
     assert len(checkpoint.load(tmp_path / "run" / LAST)["rng"]) == 2
+
+
+def test_changed_masks_of_the_same_images_start_fresh(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train")
+    run(tmp_path, data, max_steps=1)
+    first = small_instances.image_id.min()
+    edited = small_instances.copy()
+    edited.loc[edited.image_id == first, "category"] = 0  # same images, other labels
+    assert run(tmp_path, datasets(edited, small_dataset / "train"), max_steps=1).resumed_from_step is None
