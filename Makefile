@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(RUN) python benchmarks/validate_throughput.py
 	$(RUN) python benchmarks/data_loading.py
 	$(RUN) python benchmarks/train_throughput.py --arch maskrcnn_resnet18_fpn --size 256 --batch 4
+	$(RUN) python benchmarks/inference_throughput.py --arch maskrcnn_resnet18_fpn --min-size 192 --max-size 256

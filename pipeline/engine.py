@@ -26,23 +26,29 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline import checkpoint, distributed
-from pipeline.coco_eval import image_annotations, mask_ap
+from pipeline import checkpoint, distributed, metric
+from pipeline.coco_eval import encode_masks, image_annotations, mask_ap
 from pipeline.dataset import InstanceDataset, collate
 from pipeline.errors import PipelineError
 from pipeline.fingerprint import source_digest
 from pipeline.io import atomic_path
 from pipeline.model import ModelSpec, build_model
+from pipeline.postprocess import Instance, remove_overlaps
+from pipeline.precision import autocast
 from pipeline.sampler import EpochSampler
 from pipeline.tracking import open_live
 from pipeline.train_params import AugmentParams, TrainParams
 
 LAST, BEST, RESOLVED = "last.pt", "best.pt", "params.yaml"
-SCORE = "mask_ap"  # the validation number that picks the best checkpoint
+# The validation number that picks the best checkpoint: the competition metric (category matching,
+# fixed post-processing: detections scoring at least VAL_SCORE_THRESH, masks at 0.5, overlaps
+# within a class removed). Thresholds are tuned after training (stage tune), not here.
+SCORE = "score"
+VAL_SCORE_THRESH = 0.5
 # Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
 _RUNTIME_ONLY = {"launcher", "workers", "checkpoint_every", "log_every"}
-_TRAINING_CODE = (__name__, "pipeline.checkpoint", "pipeline.dataset", "pipeline.model", "pipeline.rle",
-                  "pipeline.sampler", "pipeline.transforms")
+_TRAINING_CODE = (__name__, "pipeline.checkpoint", "pipeline.dataset", "pipeline.model", "pipeline.precision",
+                  "pipeline.rle", "pipeline.sampler", "pipeline.transforms")
 
 
 class TrainingDiverged(PipelineError):
@@ -127,11 +133,6 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
 
 def _to_device(images: list, targets: list, device: torch.device) -> tuple[list, list]:
     return ([image.to(device, non_blocking=True) for image in images],
@@ -145,27 +146,43 @@ def _optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optim
     return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
 
 
+def competition_lists(target: dict, output: dict) -> tuple[list[metric.Labelled], list[metric.Labelled]]:
+    """Truth and prediction of one image as the competition metric takes them (ClassId = category)."""
+    truth = list(zip((str(int(label) - 1) for label in target["labels"].tolist()), encode_masks(target["masks"]),
+                     strict=True))
+    keep = output["scores"] >= VAL_SCORE_THRESH
+    found = [Instance(str(int(label) - 1), score, mask) for label, score, mask in
+             zip(output["labels"][keep].tolist(), output["scores"][keep].tolist(),
+                 (output["masks"][keep, 0] > 0.5).numpy(), strict=True)]
+    return truth, [(i.class_id, metric.encode(i.mask)) for i in remove_overlaps(found) if i.mask.any()]
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, dataset: InstanceDataset, context: distributed.Context, num_classes: int,
              batch_size: int, precision: str) -> dict[str, float]:
-    """Mask AP on ``dataset`` (each process predicts its share; the main one scores)."""
+    """The competition metric (``score``) and mask AP on ``dataset``; each process predicts its share."""
     was_training = model.training
     model.eval()
-    images, truth, detected = [], [], []
+    images, truth, detected, competition = [], [], [], []
     mine = list(range(context.rank, len(dataset), context.world_size))
     for start in range(0, len(mine), batch_size):
         batch = [dataset[i] for i in mine[start : start + batch_size]]
-        with _autocast(context.device, precision):
+        with autocast(context.device, precision):
             outputs = model([image.to(context.device) for image, _, _ in batch])
-        for index, (image, target, _), output in zip(mine[start : start + batch_size], batch, outputs, strict=True):
+        for index, (image, target, meta), output in zip(mine[start : start + batch_size], batch, outputs,
+                                                        strict=True):
+            output = {k: v.float().cpu() for k, v in output.items()}
             images.append((index + 1, image.shape[1], image.shape[2]))
-            gt, dt = image_annotations(index + 1, target, {k: v.float().cpu() for k, v in output.items()})
+            gt, dt = image_annotations(index + 1, target, output)
             truth += gt
             detected += dt
+            competition.append((meta["image_id"], *competition_lists(target, output)))
     model.train(was_training)
-    parts = distributed.gather(context, (images, truth, detected))
+    parts = distributed.gather(context, (images, truth, detected, competition))
     score = mask_ap(*(sum((part[k] for part in parts), []) for k in range(3)), num_classes=num_classes)
-    return score
+    per_image = [item for part in parts for item in part[3]]
+    value = metric.evaluate({i: t for i, t, _ in per_image}, {i: p for i, _, p in per_image}, "category").score
+    return {SCORE: value, **score}
 
 
 def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
@@ -236,14 +253,26 @@ class _Meter:
         self.reset()
 
 
+def _improves(score: dict[str, float], state: _State) -> bool:
+    """A higher competition score, or the same with a higher mask AP.
+
+    Early in training few detections pass the fixed score threshold and the metric is often 0
+    for several epochs; mask AP (threshold-free) then tells which of them learned more.
+    """
+    if state.best_score is None:
+        return True
+    best = next(h for h in state.history if h["step"] == state.best_step)
+    return (score[SCORE], score["mask_ap"]) > (best[SCORE], best["mask_ap"])
+
+
 def _log_validation(live: Live, state: _State, score: dict[str, float]) -> None:
     live.step = state.step
     for name, value in score.items():
         live.log_metric(f"val/{name}", value)
     live.log_metric(f"val/best_{SCORE}", state.best_score, plot=False)
     live.make_summary()
-    print(f"epoch {state.epoch}: val {SCORE} {score[SCORE]:.4f} (best {state.best_score:.4f} at step "
-          f"{state.best_step})")
+    print(f"epoch {state.epoch}: val {SCORE} {score[SCORE]:.4f}, mask AP {score['mask_ap']:.4f} "
+          f"(best {SCORE} {state.best_score:.4f} at step {state.best_step})")
 
 
 def _restore(run_dir: Path, key: dict, resume: bool, context: distributed.Context) -> dict | None:
@@ -317,7 +346,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
         checkpoint.save(run_dir / LAST, data)
         if best:
             checkpoint.save(run_dir / BEST, {"model": model.state_dict(), "params": resolved,
-                                             "num_classes": num_classes, "score": {SCORE: state.best_score},
+                                             "num_classes": num_classes, "score": state.history[-1],
                                              "step": state.step})
 
     if context.is_main:
@@ -341,7 +370,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
             step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == batches_per_epoch
             no_sync = ddp.no_sync() if ddp is not None and not step_ends else contextlib.nullcontext()
             with no_sync:
-                with _autocast(context.device, precision):
+                with autocast(context.device, precision):
                     losses = net(images, targets)
                 loss = sum(losses.values())
                 if distributed.any_true(context, not bool(torch.isfinite(loss))):
@@ -378,7 +407,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
         score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
         meter.exclude(time.perf_counter() - started)
         state.epoch, state.batches_done = state.epoch + 1, 0
-        improved = state.best_score is None or score[SCORE] > state.best_score
+        improved = _improves(score, state)
         if improved:
             state.best_score, state.best_step = score[SCORE], state.step
         state.history.append({"epoch": state.epoch, "step": state.step, **score})

@@ -33,6 +33,11 @@ MatchOn = Literal["class_id", "category"]
 Labelled = tuple[str, dict]
 
 
+def encode(mask: np.ndarray) -> dict:
+    """The COCO RLE of one binary (height, width) mask."""
+    return coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
 def class_key(class_id: str, match_on: MatchOn) -> str:
     """What two ClassIds must share to be matched: the whole string, or the category before the first ``_``."""
     return str(class_id) if match_on == "class_id" else str(class_id).split("_", 1)[0]

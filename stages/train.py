@@ -51,7 +51,8 @@ def main() -> None:
         return
     state = "finished" if result.finished else f"stopped at step {result.steps} (--max-steps)"
     best = "none" if result.best_score is None else f"{result.best_score:.4f} at step {result.best_step}"
-    print(f"training {state}: {result.epochs_done} epochs, {result.steps} steps; best val mask AP {best}")
+    print(f"training {state}: {result.epochs_done} epochs, {result.steps} steps; "
+          f"best val score {best} (competition metric, category matching)")
 
 
 if __name__ == "__main__":

@@ -89,10 +89,11 @@ def test_a_finished_run_keeps_last_and_best_and_logs_curves(small_instances, sma
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "state", "params"} <= set(last)
     assert last["state"]["step"] == 6 and len(last["state"]["history"]) == 2
     best = torch.load(tmp_path / "run" / BEST, weights_only=True)
-    assert best["score"]["mask_ap"] == result.best_score == max(h["mask_ap"] for h in last["state"]["history"])
+    assert best["score"]["score"] == result.best_score == max(h["score"] for h in last["state"]["history"])
+    assert {"score", "mask_ap", "mask_ap50"} <= set(best["score"]), "the competition metric and mask AP"
     assert (tmp_path / "run" / "params.yaml").is_file()
     plots = tmp_path / "live" / "plots" / "metrics"
-    for name in ("train/loss", "train/lr", "train/images_per_second", "val/mask_ap"):
+    for name in ("train/loss", "train/lr", "train/images_per_second", "val/mask_ap", "val/score"):
         assert (plots / f"{name}.tsv").is_file(), name
     assert len((plots / "train" / "loss.tsv").read_text().splitlines()) == 1 + 6
     again = run(tmp_path, data)
@@ -166,3 +167,27 @@ def test_changed_masks_of_the_same_images_start_fresh(small_instances, small_dat
     edited = small_instances.copy()
     edited.loc[edited.image_id == first, "category"] = 0  # same images, other labels
     assert run(tmp_path, datasets(edited, small_dataset / "train"), max_steps=1).resumed_from_step is None
+
+
+class _Replay(torch.nn.Module):
+    """Stands in for a model in eval mode: returns the given outputs, one per image, in order."""
+
+    def __init__(self, outputs: list[dict]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images):
+        taken, self.outputs = self.outputs[: len(images)], self.outputs[len(images) :]
+        return taken
+
+
+def test_validation_scores_a_perfect_prediction_one(small_instances, small_dataset):
+    _, val_set = datasets(small_instances, small_dataset / "train")
+    perfect = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                "masks": t["masks"][:, None].float()} for _, t, _ in (val_set[i] for i in range(len(val_set)))]
+    context = engine.distributed.Context(0, 1, torch.device("cpu"))
+    score = engine.evaluate(_Replay(perfect), val_set, context, 47, batch_size=2, precision="fp32")
+    assert score["score"] == pytest.approx(1.0) and score["mask_ap"] == pytest.approx(1.0)
+    shifted = [{**o, "labels": o["labels"] % 46 + 1} for o in perfect]  # every category wrong
+    score = engine.evaluate(_Replay(shifted), val_set, context, 47, batch_size=2, precision="fp32")
+    assert score["score"] == 0.0

@@ -1,0 +1,100 @@
+"""Typed sections of params.yaml for inference and what follows it: TTA, post-processing, tuning, evaluation."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.params import ParamsSection
+
+Precision = Literal["fp32", "bf16", "fp16"]
+MatchOn = Literal["class_id", "category"]
+# The categories that carry attributes (garments: shirt ... dress; label_descriptions.json ids 0-12).
+ATTRIBUTE_CATEGORIES = tuple(range(13))
+
+
+class PredictParams(ParamsSection):
+    """Inference of the trained model (``stages.predict``), with test-time augmentation."""
+
+    checkpoint: Literal["best", "last"] = "best"
+    hflip: bool = Field(description="add a horizontally flipped copy of every scale")
+    scales: tuple[float, ...] = Field(description="factors on the model's fitted image scale; 1.0 is the plain view")
+    batch_size: int = Field(ge=1)
+    workers: int = Field(ge=0, description="DataLoader processes decoding images")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Precision = "bf16"
+    part_size: int = Field(128, ge=1, description="images per resumable part file")
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, scales: tuple[float, ...]) -> tuple[float, ...]:
+        if 1.0 not in scales:
+            raise ValueError(f"scales must include 1.0 (the plain view, scored as 'no TTA'), got {list(scales)}")
+        if min(scales) <= 0 or len(set(scales)) != len(scales):
+            raise ValueError(f"scales must be distinct and positive, got {list(scales)}")
+        return scales
+
+
+class PostprocessParams(ParamsSection):
+    """From raw detections to submitted masks (``pipeline.postprocess``); ``stages.tune`` searches these."""
+
+    tta: bool = Field(description="merge all predicted views; false uses the plain view only")
+    score_thresh: float = Field(ge=0.0, le=1.0)
+    nms_iou: float = Field(gt=0.0, le=1.0, description="class-wise box IoU above which detections merge")
+    mask_thresh: float = Field(gt=0.0, lt=1.0, description="mask probability binarisation threshold")
+    min_area: int = Field(ge=0, description="pixels on the submission grid, after overlap removal")
+    max_detections: int = Field(ge=1)
+    attribute_policy: Literal["keep", "drop"] = Field(
+        description="drop: never predict attribute-carrying categories (the 2019 winner's choice)")
+    attribute_categories: tuple[int, ...] = ATTRIBUTE_CATEGORIES
+    grid: str = Field(description="'512x512' (what the competition scored) or 'native' (each image's own size)")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: str) -> str:
+        if grid != "native" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", grid):
+            raise ValueError(f"grid must be 'native' or HEIGHTxWIDTH such as '512x512', got {grid!r}")
+        return grid
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the submission grid for an image of this size."""
+        if self.grid == "native":
+            return height, width
+        rows, cols = self.grid.split("x")
+        return int(rows), int(cols)
+
+
+class TuneParams(ParamsSection):
+    """The search of ``stages.tune``: candidate values per post-processing setting, coordinate ascent."""
+
+    tta: tuple[bool, ...]
+    score_thresh: tuple[float, ...]
+    nms_iou: tuple[float, ...]
+    mask_thresh: tuple[float, ...]
+    min_area: tuple[int, ...]
+    max_detections: tuple[int, ...]
+    attribute_policy: tuple[Literal["keep", "drop"], ...]
+    rounds: int = Field(ge=1, description="passes over all settings")
+    max_images: int = Field(ge=1, description="validation images searched on (a seeded sample when more)")
+    seed: int = 0
+    match_on: MatchOn = "class_id"
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> TuneParams:
+        if empty := [name for name in self.searched() if not getattr(self, name)]:
+            raise ValueError(f"no candidate values for: {', '.join(empty)}")
+        return self
+
+    @staticmethod
+    def searched() -> tuple[str, ...]:
+        return "tta", "score_thresh", "nms_iou", "mask_thresh", "min_area", "max_detections", "attribute_policy"
+
+
+class EvaluateParams(ParamsSection):
+    """``stages.evaluate``: the metric's matching rule and the picture gallery."""
+
+    match_on: MatchOn = "class_id"
+    gallery_images: int = Field(ge=0)
+    gallery_size: int = Field(ge=64, description="long side of each gallery panel in pixels")

@@ -1,0 +1,53 @@
+"""Stage evaluate: the validation score with default and tuned post-processing, with and without TTA.
+
+Writes the metrics (per class too), the validation predictions in submission format (score
+them with your own implementation of the metric), and a PNG gallery of ground truth beside
+prediction that ``dvc plots show`` includes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import evaluation, raw_predictions, tuning
+from pipeline.io import write_json
+from pipeline.labels import load_labels
+from pipeline.params import load_section
+from pipeline.predict_params import EvaluateParams, PostprocessParams
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--predictions", type=Path, required=True, help="validation predictions (stage predict)")
+    cli.add_argument("--instances", type=Path, required=True, help="prepared instance table (the ground truth)")
+    cli.add_argument("--images", type=Path, required=True, help="folder of the original train images")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--tuned", type=Path, required=True, help="tuned postprocess section (stage tune)")
+    cli.add_argument("--metrics", type=Path, required=True, help="JSON metrics to write")
+    cli.add_argument("--val-submission", type=Path, required=True, help="validation predictions as a submission CSV")
+    cli.add_argument("--gallery", type=Path, required=True, help="folder of PNG pictures")
+    args = cli.parse_args()
+    default = load_section(args.params, "postprocess", PostprocessParams)
+    tuned = load_section(args.tuned, "postprocess", PostprocessParams)
+    params = load_section(args.params, "evaluate", EvaluateParams)
+    labels = load_labels(args.labels)
+    predictions = raw_predictions.read(args.predictions)
+    records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
+    table = pd.read_parquet(args.instances)
+    truth = tuning.truth_on_grid(table, records, tuned)
+    metrics, submitted = evaluation.scores(detections, records, n_views, truth, default, tuned, params.match_on)
+    instances = tuning.predict_instances(detections, records, n_views, tuned)
+    frame = evaluation.write_val_submission(instances, records, tuned, labels, args.val_submission)
+    evaluation.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
+                             submitted.per_image, labels, params.gallery_size)
+    write_json(args.metrics, metrics)
+    print(f"validation ({len(records)} images, {len(frame)} rows, match on {params.match_on}): "
+          f"default {metrics['default_tta']:.4f} with TTA / {metrics['default_no_tta']:.4f} without; "
+          f"tuned {metrics['tuned_tta']:.4f} / {metrics['tuned_no_tta']:.4f}; submitted {metrics['submitted']:.4f}")
+
+
+if __name__ == "__main__":
+    run(main)

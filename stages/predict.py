@@ -1,0 +1,68 @@
+"""Stage predict: raw detections of the trained model, with TTA, on the validation fold and the test images.
+
+Writes ``<out>/val`` and ``<out>/test`` (``pipeline.raw_predictions``): one parquet row per
+detection, so that post-processing, tuning and the submission never need the model again.
+An interrupted run resumes from its finished parts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import raw_predictions
+from pipeline.fingerprint import source_digest, text_digest
+from pipeline.folds import split
+from pipeline.inference import load_model, make_views, mask_size, predict_files, records_of, resolve_device
+from pipeline.model import ModelSpec
+from pipeline.params import load_section
+from pipeline.predict_params import PredictParams
+from pipeline.submission import test_records
+from pipeline.train_params import TrainParams
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--run-dir", type=Path, required=True, help="training run folder (best.pt, last.pt)")
+    cli.add_argument("--instances", type=Path, required=True, help="prepared instance table (original sizes)")
+    cli.add_argument("--folds", type=Path, required=True, help="folds.csv")
+    cli.add_argument("--train-images", type=Path, required=True, help="folder of the original train images")
+    cli.add_argument("--sample-submission", type=Path, required=True, help="sample_submission.csv (test ImageIds)")
+    cli.add_argument("--test-images", type=Path, required=True, help="folder of the test images")
+    cli.add_argument("--out", type=Path, required=True, help="writes <out>/val and <out>/test")
+    cli.add_argument("--limit", type=int, help="smoke runs: the first N images of each split only")
+    args = cli.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    spec = load_section(args.params, "model", ModelSpec)
+    params = load_section(args.params, "predict", PredictParams)
+    fold = load_section(args.params, "train", TrainParams).fold
+    instances = pd.read_parquet(args.instances)
+    _, val_ids = split(pd.read_csv(args.folds), fold, str(args.folds))
+    splits = {
+        "val": (records_of(instances, val_ids), args.train_images),
+        "test": (test_records(args.sample_submission, args.test_images), args.test_images),
+    }
+    checkpoint = args.run_dir / f"{params.checkpoint}.pt"
+    device = resolve_device(params.device)
+    model = load_model(checkpoint, spec, device)
+    views = make_views(params.scales, params.hflip)
+    predict = predict_files(model, spec, views, params.batch_size, params.workers, device, params.precision)
+    settings = {"checkpoint": raw_predictions.file_digest(checkpoint), "model": asdict(spec),
+                "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
+                "code": source_digest("pipeline.inference", "pipeline.dataset", "pipeline.model")}
+    for name, (records, image_dir) in splits.items():
+        records = records[: args.limit] if args.limit else records
+        key = {**settings, "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
+        result = raw_predictions.write(args.out / name, key, records, mask_size(model),
+                                       [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
+                                       params.part_size, description=f"predict {name}")
+        print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "
+              f"{len(views)} view(s) ({', '.join(result.views)}) in {args.out / name}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,43 @@
+"""Stage submission: post-process the test predictions with the tuned params and write submission.csv.
+
+The file is validated before it is written (atomically): an invalid submission is never
+written. Every test image gets at least one row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import raw_predictions, submission, tuning
+from pipeline.labels import load_labels
+from pipeline.params import load_section
+from pipeline.predict_params import PostprocessParams
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--predictions", type=Path, required=True, help="test predictions (stage predict)")
+    cli.add_argument("--sample-submission", type=Path, required=True, help="sample_submission.csv (test ImageIds)")
+    cli.add_argument("--test-images", type=Path, required=True, help="folder of the test images (their sizes)")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--tuned", type=Path, required=True, help="tuned postprocess section (stage tune)")
+    cli.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    args = cli.parse_args()
+    params = load_section(args.tuned, "postprocess", PostprocessParams)
+    predictions = raw_predictions.read(args.predictions)
+    records = submission.test_records(args.sample_submission, args.test_images)
+    if missing := sorted({r.image_id for r in records} - {r.image_id for r in predictions.images}):
+        raise raw_predictions.PredictionsError(f"{args.predictions}: no predictions for {len(missing)} test "
+                                               f"image(s), e.g. {missing[0]}; rerun stage predict without --limit")
+    instances = tuning.predict_instances(predictions.by_image(), records, len(predictions.views), params)
+    frame = submission.frame(instances, records)
+    grids = {r.image_id: params.grid_size(r.height, r.width) for r in records}
+    submission.write(frame, args.out, grids, load_labels(args.labels))
+    empty = sum(not found for found in instances.values())
+    print(f"{args.out}: {len(frame)} rows for {len(records)} test images ({empty} without a prediction), "
+          f"grid {params.grid}, valid")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,127 @@
+"""Inference with TTA: every view's detections land on the original image frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+
+from pipeline.detections import Detections, ImageRecord
+from pipeline.inference import load_model, make_views, predict_batch
+from pipeline.model import ModelSpec, build_model
+from pipeline.postprocess import paste
+from pipeline.predict_params import PredictParams
+
+MIN_SIZE, MAX_SIZE = 64, 96
+
+
+class _FindBrightShape(nn.Module):
+    """RoI heads of a stand-in detector: one detection, the bright pixels of channel 0, as Mask R-CNN returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
+
+    def forward(self, features, proposals, image_sizes):
+        outputs = []
+        for image, (height, width) in zip(features, image_sizes, strict=True):
+            bright = (image[0, :height, :width] > 0).float()
+            rows, cols = torch.nonzero(bright.any(1)).flatten(), torch.nonzero(bright.any(0)).flatten()
+            box = torch.tensor([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=torch.float32)
+            mask = roi_align(bright[None, None], [box], output_size=28, aligned=True)
+            outputs.append({"boxes": box, "labels": torch.tensor([5]), "scores": torch.tensor([0.9]), "masks": mask})
+        return outputs, {}
+
+
+class StandInDetector(nn.Module):
+    """Has what ``predict_batch`` uses of a MaskRCNN: transform, backbone, rpn, roi_heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transform = GeneralizedRCNNTransform(MIN_SIZE, MAX_SIZE, [0.5] * 3, [0.5] * 3)
+        self.backbone = nn.Identity()
+        self.roi_heads = _FindBrightShape()
+
+    def rpn(self, image_list, features):
+        return None, {}
+
+
+def l_shape(height: int, width: int) -> np.ndarray:
+    """An L (left-right asymmetric, so a wrong un-flip shows) away from the borders."""
+    mask = np.zeros((height, width), bool)
+    mask[height // 5 : 4 * height // 5, width // 6 : width // 3] = True
+    mask[3 * height // 5 : 4 * height // 5, width // 6 : 3 * width // 5] = True
+    return mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("height,width", [(150, 200), (211, 97)])
+def test_every_view_maps_back_onto_the_original_shape(height, width):
+    truth = l_shape(height, width)
+    image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
+    views = make_views((1.0, 0.75, 1.5), hflip=True)
+    detections = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)], views,
+                               MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0]
+    assert sorted(detections.views.tolist()) == list(range(len(views)))
+    rows, cols = np.nonzero(truth)
+    for k, view in enumerate(views):
+        box = detections.boxes[k]
+        expected_box = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+        assert box == pytest.approx(expected_box, abs=max(height, width) / 40), view.name
+        canvas = np.zeros((height, width), np.float32)
+        paste(detections.masks[k], box, canvas)
+        assert iou(canvas > 0.5, truth) > 0.85, view.name
+
+
+def test_a_flipped_view_is_mirrored_back():
+    """Without the un-flip the L would come back mirrored: its IoU with the truth would be low."""
+    height, width = 120, 160
+    truth = l_shape(height, width)
+    image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
+    plain, flipped = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)],
+                                   make_views((1.0,), hflip=True), MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0].masks
+    assert iou(flipped > 127, plain > 127) > 0.9
+    assert iou(flipped[:, ::-1] > 127, plain > 127) < 0.7
+
+
+def test_views_put_the_plain_view_first_and_scales_must_include_it():
+    assert [v.name for v in make_views((1.25, 1.0, 0.8), hflip=True)] == [
+        "x1", "x0.8", "x1.25", "x1-flip", "x0.8-flip", "x1.25-flip"]
+    with pytest.raises(ValidationError, match="must include 1.0"):
+        PredictParams(hflip=False, scales=(0.8, 1.2), batch_size=1, workers=0)
+
+
+def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
+    spec = ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=MIN_SIZE, max_size=MAX_SIZE,
+                     anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=50,
+                     box_score_thresh=0.0, box_detections_per_img=20)
+    torch.manual_seed(0)
+    torch.save({"model": build_model(spec, 47).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"))
+    records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
+    images = [torch.randint(0, 255, (3, r.height, r.width), dtype=torch.uint8) for r in records]
+    found = predict_batch(model, images, records, make_views((1.0, 1.2), True), MIN_SIZE, MAX_SIZE,
+                          torch.device("cpu"))
+    for detections, record in zip(found, records, strict=True):
+        assert isinstance(detections, Detections) and len(detections) > 0
+        assert detections.masks.shape[1:] == (28, 28) and detections.masks.dtype == np.uint8
+        assert (detections.boxes[:, [0, 2]] <= record.width + 1e-3).all()
+        assert (detections.boxes[:, [1, 3]] <= record.height + 1e-3).all()
+        assert detections.categories.min() >= 0 and detections.categories.max() < 46
+        assert set(detections.views.tolist()) <= {0, 1, 2, 3}
+
+
+def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    small = ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=MIN_SIZE, max_size=MAX_SIZE,
+                      anchor_sizes=(8, 16, 32, 64, 128))
+    torch.save({"model": build_model(small, 47).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    other = ModelSpec(**{**small.__dict__, "mask_head_layers": (64,)})
+    with pytest.raises(Exception, match="does not fit the model section of params.yaml"):
+        load_model(tmp_path / "best.pt", other, torch.device("cpu"))

@@ -1,0 +1,74 @@
+"""Scoring saved predictions and searching post-processing params."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import rle, tuning
+from pipeline.detections import Detections, ImageRecord
+from pipeline.predict_params import PostprocessParams, TuneParams
+
+START = PostprocessParams(tta=True, score_thresh=0.1, nms_iou=0.5, mask_thresh=0.5, min_area=0, max_detections=100,
+                          attribute_policy="keep", grid="native")
+TUNE = TuneParams(tta=(True, False), score_thresh=(0.1, 0.2, 0.4, 0.6), nms_iou=(0.5,), mask_thresh=(0.5,),
+                  min_area=(0,), max_detections=(100,), attribute_policy=("keep", "drop"), rounds=2, max_images=100)
+FULL = np.full((28, 28), 255, np.uint8)
+
+
+def square(top: int, left: int, size: int, height: int = 64, width: int = 64) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+def scene(n_images: int = 6):
+    """Each image: one true object of category 5 found at score 0.9, and a false positive of category 7 at 0.3."""
+    records = [ImageRecord(f"{k}.jpg", 64, 64) for k in range(n_images)]
+    rows, detections = [], {}
+    for r in records:
+        rows.append({"image_id": r.image_id, "height": 64, "width": 64, "class_id": "5", "category": 5,
+                     "rle": rle.encode(square(10, 10, 20))})
+        detections[r.image_id] = Detections(np.array([[10, 10, 30, 30], [40, 40, 60, 60]], np.float32),
+                                            np.array([0.9, 0.3], np.float32), np.array([5, 7], np.int16),
+                                            np.array([0, 0], np.int8), np.stack([FULL, FULL]))
+    return records, detections, pd.DataFrame(rows)
+
+
+def test_the_search_finds_the_threshold_that_removes_the_false_positive():
+    records, detections, table = scene()
+    truth = tuning.truth_on_grid(table, records, START)
+    start = tuning.score(detections, records, 1, truth, START, "class_id").score
+    assert start == pytest.approx(0.5), "one true positive and one false positive per image"
+    found = tuning.search(detections, records, 1, truth, START, TUNE)
+    assert found.start_score == pytest.approx(start)
+    assert found.params.score_thresh == 0.4 and found.score == pytest.approx(1.0)
+    assert found.params.tta is True and found.params.attribute_policy == "keep", "ties keep the current value"
+    assert tuning.held_out_score(detections, records, 1, truth, START, TUNE) == pytest.approx(1.0)
+
+
+def test_the_search_never_ends_below_its_start():
+    records, detections, table = scene()
+    truth = tuning.truth_on_grid(table, records, START)
+    worse = TUNE.model_copy(update={"score_thresh": (0.95,), "attribute_policy": ("drop",)})
+    found = tuning.search(detections, records, 1, truth, START, worse)
+    assert found.score >= found.start_score and found.params.score_thresh == 0.1
+
+
+def test_truth_is_resized_to_the_submission_grid():
+    records, _, table = scene(1)
+    truth = tuning.truth_on_grid(table, records, START.model_copy(update={"grid": "128x256"}))
+    ((class_id, encoded),) = truth["0.jpg"]
+    assert class_id == "5" and encoded["size"] == [128, 256]
+    from pycocotools import mask as coco_mask
+
+    assert coco_mask.area(encoded) == 40 * 80
+
+
+def test_a_sample_is_seeded_and_keeps_the_order():
+    records = [ImageRecord(f"{k}.jpg", 1, 1) for k in range(50)]
+    first, again = tuning.sample(records, 10, seed=3), tuning.sample(records, 10, seed=3)
+    assert first == again and len(first) == 10
+    assert [records.index(r) for r in first] == sorted(records.index(r) for r in first)
+    assert tuning.sample(records, 100, seed=3) == records
