@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
+from pipeline.fingerprint import text_digest
 from pipeline.io import atomic_path, write_json
 
 MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections.parquet", "parts"
@@ -30,6 +31,12 @@ MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections
 
 class PredictionsError(PipelineError):
     """A prediction folder that is missing, incomplete or made for something else."""
+
+
+def prediction_key(checkpoint: Path | str, settings: dict, records: list[ImageRecord]) -> dict:
+    """What a prediction folder depends on: the checkpoint's bytes, the settings given, the images and sizes."""
+    return {"checkpoint": file_digest(checkpoint), **settings,
+            "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
 
 
 def file_digest(path: Path | str) -> str:
@@ -154,10 +161,11 @@ def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Pr
     if missing := [r.image_id for r in records if r.image_id not in predicted]:
         raise PredictionsError(f"{folder}: {len(missing)} image(s) were not predicted, e.g. {missing[0]}")
     tables = [pq.read_table(parts / f"part-{n:05d}.parquet") for n in sorted(done)]
+    table = pa.concat_tables(tables) if tables else _table([], [], manifest["mask_size"])
     with atomic_path(folder / DETECTIONS) as tmp:
-        pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd")
     with atomic_path(folder / IMAGES) as tmp:
-        pd.DataFrame([vars(r) for r in records]).to_csv(tmp, index=False)
+        pd.DataFrame([vars(r) for r in records], columns=["image_id", "height", "width"]).to_csv(tmp, index=False)
     write_json(folder / MANIFEST, manifest)  # last: its presence marks the folder finished
     shutil.rmtree(parts)
     return read(folder)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import raw_predictions
-from pipeline.fingerprint import source_digest, text_digest
+from pipeline.fingerprint import source_digest
 from pipeline.folds import split
 from pipeline.inference import load_model, make_views, mask_size, predict_files, records_of, resolve_device
 from pipeline.model import ModelSpec
@@ -51,12 +51,13 @@ def main() -> None:
     model = load_model(checkpoint, spec, device)
     views = make_views(params.scales, params.hflip)
     predict = predict_files(model, spec, views, params.batch_size, params.workers, device, params.precision)
-    settings = {"checkpoint": raw_predictions.file_digest(checkpoint), "model": asdict(spec),
+    # Batch size, workers and part size change neither the detections nor their order.
+    settings = {"model": asdict(spec),
                 "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
                 "code": source_digest("pipeline.inference", "pipeline.dataset", "pipeline.model")}
     for name, (records, image_dir) in splits.items():
         records = records[: args.limit] if args.limit else records
-        key = {**settings, "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
+        key = raw_predictions.prediction_key(checkpoint, settings, records)
         result = raw_predictions.write(args.out / name, key, records, mask_size(model),
                                        [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")

@@ -85,3 +85,8 @@ def test_reading_an_unfinished_folder_is_a_clear_error(tmp_path):
         write(tmp_path / "val", Predictor(fail_after=4))
     with pytest.raises(raw_predictions.PredictionsError, match="not a finished prediction folder"):
         raw_predictions.read(tmp_path / "val")
+
+
+def test_no_images_make_an_empty_but_finished_folder(tmp_path):
+    result = raw_predictions.write(tmp_path / "test", KEY, [], 28, ["x1"], Predictor(), 3)
+    assert result.images == [] and len(result.detections) == 0 and result.by_image() == {}

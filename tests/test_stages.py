@@ -263,8 +263,11 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert "analytics = false" in (root / ".dvc" / "config").read_text()
     first = dvc(root, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage_name in (*DATA_STAGES, "train", "predict", "tune", "evaluate", "submission"):
-        assert f"Running stage '{stage_name}'" in first.stdout
+    # tune's outputs are committed (tuning/postprocess.yaml, metrics/tune.json): when predict reproduces
+    # the committed predictions exactly (the same machine) DVC rightly skips it. Every stage's outputs
+    # are checked below, and the second repro finds nothing to do.
+    for stage_name in (*DATA_STAGES, "train", "predict", "evaluate", "submission"):
+        assert f"Running stage '{stage_name}'" in first.stdout, stage_name
     assert (root / "data" / "raw" / "train.csv").is_file()
     report = json.loads((root / "metrics" / "data_report.json").read_text())
     assert report["problems"]["size_mismatch"]["count"] == 1
