@@ -9,18 +9,18 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import rle, submission
-from pipeline.detections import Detections, ImageRecord
+from pipeline.detections import ImageRecord
 from pipeline.gallery import Shape, render
 from pipeline.io import atomic_path
 from pipeline.labels import LabelSet
 from pipeline.metric import Score
 from pipeline.postprocess import Instance
 from pipeline.predict_params import MatchOn, PostprocessParams
-from pipeline.tuning import Truth, score
+from pipeline.tuning import Scorer
 
 
-def scores(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int, truth: Truth,
-           default: PostprocessParams, tuned: PostprocessParams, match_on: MatchOn) -> tuple[dict, Score]:
+def scores(scorer: Scorer, records: Sequence[ImageRecord], default: PostprocessParams, tuned: PostprocessParams,
+           match_on: MatchOn) -> tuple[dict, Score]:
     """The metric for {default, tuned} x {TTA, plain view}, and per class for the tuned set as submitted.
 
     Returns the metrics and the full score of the submitted (tuned) set.
@@ -28,12 +28,11 @@ def scores(detections: Mapping[str, Detections], records: Sequence[ImageRecord],
     result: dict = {"match_on": match_on, "images": len(records)}
     for name, params in (("default", default), ("tuned", tuned)):
         for tta in (True, False):
-            value = score(detections, records, n_views, truth, params.model_copy(update={"tta": tta}), match_on)
+            value = scorer(params.model_copy(update={"tta": tta}), records, match_on)
             result[f"{name}_{'tta' if tta else 'no_tta'}"] = round(value.score, 5)
-    submitted = score(detections, records, n_views, truth, tuned, match_on)
+    submitted = scorer(tuned, records, match_on)
     result["submitted"] = round(submitted.score, 5)
-    result["submitted_category_match"] = round(
-        score(detections, records, n_views, truth, tuned, "category").score, 5)
+    result["submitted_category_match"] = round(scorer(tuned, records, "category").score, 5)
     result["per_class"] = {key: round(value, 5) for key, value in submitted.per_class.items()}
     return result, submitted
 

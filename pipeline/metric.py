@@ -91,18 +91,23 @@ class Score:
     per_class: dict[str, float]  # mean score of a class over the images where it occurs (truth or prediction)
 
 
-def evaluate(truth: Mapping[str, Sequence[Labelled]], predicted: Mapping[str, Sequence[Labelled]],
-             match_on: MatchOn = "class_id") -> Score:
-    """The metric over the images of ``truth``; predictions for images not in ``truth`` are an error."""
-    unknown = set(predicted) - set(truth)
-    if unknown:
-        raise ValueError(f"predictions for {len(unknown)} image(s) without ground truth, e.g. {sorted(unknown)[0]}")
+def summarize(classes_per_image: Mapping[str, Mapping[str, float]]) -> Score:
+    """The metric from each image's class scores (``image_scores``); an image without classes scores 1."""
     per_image, class_totals = {}, defaultdict(list)
-    for image_id in truth:
-        classes = image_scores(truth[image_id], predicted.get(image_id, ()), match_on)
+    for image_id, classes in classes_per_image.items():
         per_image[image_id] = float(np.mean(list(classes.values()))) if classes else 1.0
         for key, value in classes.items():
             class_totals[key].append(value)
     per_class = {key: float(np.mean(values)) for key, values in sorted(class_totals.items())}
     score = float(np.mean(list(per_image.values()))) if per_image else 0.0
     return Score(score, per_image, per_class)
+
+
+def evaluate(truth: Mapping[str, Sequence[Labelled]], predicted: Mapping[str, Sequence[Labelled]],
+             match_on: MatchOn = "class_id") -> Score:
+    """The metric over the images of ``truth``; predictions for images not in ``truth`` are an error."""
+    unknown = set(predicted) - set(truth)
+    if unknown:
+        raise ValueError(f"predictions for {len(unknown)} image(s) without ground truth, e.g. {sorted(unknown)[0]}")
+    return summarize({image_id: image_scores(truth[image_id], predicted.get(image_id, ()), match_on)
+                      for image_id in truth})

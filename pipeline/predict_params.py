@@ -80,6 +80,7 @@ class TuneParams(ParamsSection):
     max_images: int = Field(ge=1, description="validation images searched on (a seeded sample when more)")
     seed: int = 0
     match_on: MatchOn = "class_id"
+    workers: int = Field(0, ge=0, description="processes scoring images in parallel; 0: one per CPU core")
 
     @model_validator(mode="after")
     def _non_empty(self) -> TuneParams:
@@ -97,4 +98,5 @@ class EvaluateParams(ParamsSection):
 
     match_on: MatchOn = "class_id"
     gallery_images: int = Field(ge=0)
+    workers: int = Field(0, ge=0, description="processes scoring images in parallel; 0: one per CPU core")
     gallery_size: int = Field(ge=64, description="long side of each gallery panel in pixels")

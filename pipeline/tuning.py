@@ -9,6 +9,8 @@ other half, both ways: the number to expect on unseen images.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,13 +50,68 @@ def predict_instances(detections: Mapping[str, Detections], records: Sequence[Im
     return {r.image_id: process_image(detections[r.image_id], n_views, r.height, r.width, params) for r in records}
 
 
-def score(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int, truth: Truth,
-          params: PostprocessParams, match_on: MatchOn) -> metric.Score:
-    """The competition metric of the post-processed predictions over ``records``."""
-    instances = predict_instances(detections, records, n_views, params)
-    predicted = {image_id: [(i.class_id, metric.encode(i.mask)) for i in found]
-                 for image_id, found in instances.items()}
-    return metric.evaluate({r.image_id: truth[r.image_id] for r in records}, predicted, match_on)
+def image_classes(detections: Detections, record: ImageRecord, n_views: int, truth: list[metric.Labelled],
+                  params: PostprocessParams, match_on: MatchOn) -> dict[str, float]:
+    """The metric's per-class scores of one image under ``params``."""
+    found = process_image(detections, n_views, record.height, record.width, params)
+    return metric.image_scores(truth, [(i.class_id, metric.encode(i.mask)) for i in found], match_on)
+
+
+# What the worker processes of a Scorer share, inherited through fork (set by their initializer).
+_SHARED: tuple | None = None
+
+
+def _start_worker(shared: tuple) -> None:
+    global _SHARED
+    _SHARED = shared
+    torch.set_num_threads(1)  # one process per core already
+
+
+def _score_chunk(job: tuple[PostprocessParams, MatchOn, list[ImageRecord]]) -> list[tuple[str, dict[str, float]]]:
+    detections, n_views, truth = _SHARED
+    params, match_on, chunk = job
+    return [(r.image_id, image_classes(detections[r.image_id], r, n_views, truth[r.image_id], params, match_on))
+            for r in chunk]
+
+
+class Scorer:
+    """Scores post-processing params on saved predictions; over ``workers`` processes when more than one.
+
+    Images are independent, so they are scored in chunks in parallel and the results summed up in
+    the images' order: the score does not depend on the number of workers. The workers inherit
+    the predictions by fork (Linux); elsewhere scoring runs in this process.
+    """
+
+    def __init__(self, detections: Mapping[str, Detections], n_views: int, truth: Truth, workers: int = 1) -> None:
+        self.shared = (detections, n_views, truth)
+        wanted = (os.cpu_count() or 1) if workers == 0 else workers
+        self.pool = None
+        if wanted > 1 and "fork" in mp.get_all_start_methods():
+            self.pool = mp.get_context("fork").Pool(wanted, _start_worker, (self.shared,))
+        self.workers = wanted if self.pool is not None else 1
+
+    def __call__(self, params: PostprocessParams, records: Sequence[ImageRecord], match_on: MatchOn,
+                 ) -> metric.Score:
+        if self.pool is None:
+            detections, n_views, truth = self.shared
+            return metric.summarize({r.image_id: image_classes(detections[r.image_id], r, n_views,
+                                                               truth[r.image_id], params, match_on) for r in records})
+        size = max(1, -(-len(records) // (4 * self.workers)))
+        chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
+        parts = self.pool.map(_score_chunk, [(params, match_on, chunk) for chunk in chunks])
+        return metric.summarize(dict(item for part in parts for item in part))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -65,14 +122,14 @@ class SearchResult:
     evaluations: int
 
 
-def search(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int, truth: Truth,
-           start: PostprocessParams, tune: TuneParams) -> SearchResult:
+def search(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
+           ) -> SearchResult:
     """Coordinate ascent from ``start`` over ``tune``'s candidate values; ties keep the current value."""
     seen: dict[PostprocessParams, float] = {}
 
     def value(params: PostprocessParams) -> float:
         if params not in seen:
-            seen[params] = score(detections, records, n_views, truth, params, tune.match_on).score
+            seen[params] = scorer(params, records, tune.match_on).score
         return seen[params]
 
     best, start_score = start, value(start)
@@ -97,8 +154,8 @@ def sample(records: Sequence[ImageRecord], limit: int, seed: int) -> list[ImageR
     return [records[i] for i in keep]
 
 
-def held_out_score(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
-                   truth: Truth, start: PostprocessParams, tune: TuneParams) -> float:
+def held_out_score(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
+                   ) -> float:
     """Tune on a random half, score the other half, and the reverse; the mean over all images."""
     order = np.random.default_rng(tune.seed).permutation(len(records))
     halves = [[records[i] for i in sorted(part)] for part in np.array_split(order, 2)]
@@ -106,6 +163,6 @@ def held_out_score(detections: Mapping[str, Detections], records: Sequence[Image
     for tune_on, score_on in ((halves[0], halves[1]), (halves[1], halves[0])):
         if not tune_on or not score_on:
             continue
-        tuned = search(detections, tune_on, n_views, truth, start, tune).params
-        per_image += score(detections, score_on, n_views, truth, tuned, tune.match_on).per_image.values()
+        tuned = search(scorer, tune_on, start, tune).params
+        per_image += scorer(tuned, score_on, tune.match_on).per_image.values()
     return float(np.mean(per_image)) if per_image else float("nan")

@@ -38,7 +38,8 @@ def main() -> None:
     records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
     table = pd.read_parquet(args.instances)
     truth = tuning.truth_on_grid(table, records, tuned)
-    metrics, submitted = evaluation.scores(detections, records, n_views, truth, default, tuned, params.match_on)
+    with tuning.Scorer(detections, n_views, truth, params.workers) as scorer:
+        metrics, submitted = evaluation.scores(scorer, records, default, tuned, params.match_on)
     instances = tuning.predict_instances(detections, records, n_views, tuned)
     frame = evaluation.write_val_submission(instances, records, tuned, labels, args.val_submission)
     evaluation.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],

@@ -35,8 +35,9 @@ def main() -> None:
     detections, n_views = predictions.by_image(), len(predictions.views)
     truth = tuning.truth_on_grid(pd.read_parquet(args.instances), records, start)
     began = time.perf_counter()
-    found = tuning.search(detections, records, n_views, truth, start, params)
-    held_out = tuning.held_out_score(detections, records, n_views, truth, start, params)
+    with tuning.Scorer(detections, n_views, truth, params.workers) as scorer:
+        found = tuning.search(scorer, records, start, params)
+        held_out = tuning.held_out_score(scorer, records, start, params)
     seconds = time.perf_counter() - began
     with atomic_path(args.out) as tmp:
         tmp.write_text("# Written by stage tune: the best post-processing on the validation fold.\n"
@@ -46,8 +47,9 @@ def main() -> None:
                               "tuned_held_out": round(held_out, 5), "evaluations": found.evaluations,
                               "seconds": round(seconds, 1)})
     changed = {k: v for k, v in found.params.model_dump().items() if v != getattr(start, k)}
-    print(f"tuned on {len(records)} images in {seconds:.0f} s ({found.evaluations} evaluations): "
-          f"{found.start_score:.4f} -> {found.score:.4f} (held-out estimate {held_out:.4f}); changed {changed}")
+    print(f"tuned on {len(records)} images in {seconds:.0f} s, {scorer.workers} process(es), "
+          f"{found.evaluations} evaluations: {found.start_score:.4f} -> {found.score:.4f} "
+          f"(held-out estimate {held_out:.4f}); changed {changed}")
 
 
 if __name__ == "__main__":

@@ -38,21 +38,21 @@ def scene(n_images: int = 6):
 
 def test_the_search_finds_the_threshold_that_removes_the_false_positive():
     records, detections, table = scene()
-    truth = tuning.truth_on_grid(table, records, START)
-    start = tuning.score(detections, records, 1, truth, START, "class_id").score
+    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START))
+    start = scorer(START, records, "class_id").score
     assert start == pytest.approx(0.5), "one true positive and one false positive per image"
-    found = tuning.search(detections, records, 1, truth, START, TUNE)
+    found = tuning.search(scorer, records, START, TUNE)
     assert found.start_score == pytest.approx(start)
     assert found.params.score_thresh == 0.4 and found.score == pytest.approx(1.0)
     assert found.params.tta is True and found.params.attribute_policy == "keep", "ties keep the current value"
-    assert tuning.held_out_score(detections, records, 1, truth, START, TUNE) == pytest.approx(1.0)
+    assert tuning.held_out_score(scorer, records, START, TUNE) == pytest.approx(1.0)
 
 
 def test_the_search_never_ends_below_its_start():
     records, detections, table = scene()
-    truth = tuning.truth_on_grid(table, records, START)
+    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START))
     worse = TUNE.model_copy(update={"score_thresh": (0.95,), "attribute_policy": ("drop",)})
-    found = tuning.search(detections, records, 1, truth, START, worse)
+    found = tuning.search(scorer, records, START, worse)
     assert found.score >= found.start_score and found.params.score_thresh == 0.1
 
 
@@ -72,3 +72,20 @@ def test_a_sample_is_seeded_and_keeps_the_order():
     assert first == again and len(first) == 10
     assert [records.index(r) for r in first] == sorted(records.index(r) for r in first)
     assert tuning.sample(records, 100, seed=3) == records
+
+
+def test_parallel_scoring_gives_exactly_the_serial_score():
+    rng = np.random.default_rng(0)
+    records, detections, table = scene(9)
+    for record in records[::2]:  # vary the images: some detections move, some images lose theirs
+        found = detections[record.image_id]
+        found.boxes += rng.uniform(-6, 6, found.boxes.shape).astype(np.float32)
+    detections[records[1].image_id] = Detections.empty(28)
+    truth = tuning.truth_on_grid(table, records, START)
+    serial = tuning.Scorer(detections, 1, truth)(START, records, "class_id")
+    with tuning.Scorer(detections, 1, truth, workers=3) as scorer:
+        assert scorer.workers == 3
+        parallel = scorer(START, records, "class_id")
+        assert tuning.search(scorer, records, START, TUNE) == tuning.search(tuning.Scorer(detections, 1, truth),
+                                                                            records, START, TUNE)
+    assert parallel == serial and 0 < serial.score < 1
