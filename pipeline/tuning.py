@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -87,7 +88,12 @@ class Scorer:
         wanted = (os.cpu_count() or 1) if workers == 0 else workers
         self.pool = None
         if wanted > 1 and "fork" in mp.get_all_start_methods():
-            self.pool = mp.get_context("fork").Pool(wanted, _start_worker, (self.shared,))
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns about fork() in a process with threads (torch's pool): the workers
+                # only run numpy/torch code that torch's at-fork handlers make safe, as DataLoader's do.
+                warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                        category=DeprecationWarning)
+                self.pool = mp.get_context("fork").Pool(wanted, _start_worker, (self.shared,))
         self.workers = wanted if self.pool is not None else 1
 
     def __call__(self, params: PostprocessParams, records: Sequence[ImageRecord], match_on: MatchOn,
