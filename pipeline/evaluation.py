@@ -40,9 +40,8 @@ def scores(scorer: Scorer, records: Sequence[ImageRecord], default: PostprocessP
 def write_val_submission(instances: Mapping[str, Sequence[Instance]], records: Sequence[ImageRecord],
                          params: PostprocessParams, labels: LabelSet, path: Path | str) -> pd.DataFrame:
     """Validation predictions in the submission format, validated like a real submission."""
-    grids = {r.image_id: params.grid_size(r.height, r.width) for r in records}
     frame = submission.frame(instances, records)
-    submission.write(frame, path, grids, labels)
+    submission.write(frame, path, params.grids(records), labels)
     return frame
 
 

@@ -11,7 +11,7 @@ full-resolution mask.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,10 @@ from pipeline import checkpoint
 from pipeline.dataset import load_image
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
+from pipeline.fingerprint import file_digest, source_digest, text_digest
 from pipeline.model import ModelSpec, build_model
 from pipeline.precision import autocast
+from pipeline.predict_params import PredictParams
 from pipeline.transforms import fit_scale, scaled_size
 
 
@@ -147,6 +149,18 @@ def load_model(path: Path | str, spec: ModelSpec, device: torch.device) -> MaskR
                                          f"({' '.join(first)}); retrain or restore the params it was made with",
                                          ) from exc
     return model.to(device).eval()
+
+
+def prediction_key(checkpoint: Path | str, spec: ModelSpec, params: PredictParams, records: list[ImageRecord],
+                   ) -> dict:
+    """What a folder of predictions depends on: weights, model and TTA settings, inference code, images.
+
+    Batch size, workers and part size change neither the detections nor their order.
+    """
+    return {"checkpoint": file_digest(checkpoint), "model": asdict(spec),
+            "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
+            "code": source_digest(__name__, "pipeline.dataset", "pipeline.model", "pipeline.precision"),
+            "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
 
 
 def mask_size(model: MaskRCNN) -> int:

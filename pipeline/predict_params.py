@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -57,6 +58,10 @@ class PostprocessParams(ParamsSection):
         if grid != "native" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", grid):
             raise ValueError(f"grid must be 'native' or HEIGHTxWIDTH such as '512x512', got {grid!r}")
         return grid
+
+    def grids(self, records: Iterable) -> dict[str, tuple[int, int]]:
+        """The submission grid of each image (``ImageRecord``-like: image_id, height, width)."""
+        return {r.image_id: self.grid_size(r.height, r.width) for r in records}
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the submission grid for an image of this size."""

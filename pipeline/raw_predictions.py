@@ -8,7 +8,6 @@ sit in ``parts/``; after an interruption a run with the same manifest skips them
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterable
@@ -23,7 +22,6 @@ from tqdm import tqdm
 
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import text_digest
 from pipeline.io import atomic_path, write_json
 
 MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections.parquet", "parts"
@@ -31,20 +29,6 @@ MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections
 
 class PredictionsError(PipelineError):
     """A prediction folder that is missing, incomplete or made for something else."""
-
-
-def prediction_key(checkpoint: Path | str, settings: dict, records: list[ImageRecord]) -> dict:
-    """What a prediction folder depends on: the checkpoint's bytes, the settings given, the images and sizes."""
-    return {"checkpoint": file_digest(checkpoint), **settings,
-            "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
-
-
-def file_digest(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _table(image_ids: list[str], detections: list[Detections], mask_size: int) -> pa.Table:
@@ -75,6 +59,13 @@ class Predictions:
     @property
     def views(self) -> list[str]:
         return list(self.manifest["views"])
+
+    def require(self, records: list[ImageRecord], source: Path | str) -> None:
+        """Raise :class:`PredictionsError` unless every image of ``records`` was predicted."""
+        predicted = {r.image_id for r in self.images}
+        if missing := [r.image_id for r in records if r.image_id not in predicted]:
+            raise PredictionsError(f"{source}: no predictions for {len(missing)} image(s), e.g. {missing[0]}; "
+                                   "rerun stage predict without --limit")
 
     def by_image(self) -> dict[str, Detections]:
         """Detections of every image (empty ones included), masks as (N, M, M) uint8."""

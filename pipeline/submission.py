@@ -134,7 +134,7 @@ def check_file(path: Path | str, records: Sequence[ImageRecord], params: Postpro
                ) -> pd.DataFrame:
     """Read and validate a submission CSV for the test images ``records``; returns its rows."""
     submission = _read_csv(path)
-    check(submission, {r.image_id: params.grid_size(r.height, r.width) for r in records}, labels, str(path))
+    check(submission, params.grids(records), labels, str(path))
     return submission
 
 

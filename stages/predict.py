@@ -8,15 +8,21 @@ An interrupted run resumes from its finished parts.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import raw_predictions
-from pipeline.fingerprint import source_digest
 from pipeline.folds import split
-from pipeline.inference import load_model, make_views, mask_size, predict_files, records_of, resolve_device
+from pipeline.inference import (
+    load_model,
+    make_views,
+    mask_size,
+    predict_files,
+    prediction_key,
+    records_of,
+    resolve_device,
+)
 from pipeline.model import ModelSpec
 from pipeline.params import load_section
 from pipeline.predict_params import PredictParams
@@ -51,13 +57,9 @@ def main() -> None:
     model = load_model(checkpoint, spec, device)
     views = make_views(params.scales, params.hflip)
     predict = predict_files(model, spec, views, params.batch_size, params.workers, device, params.precision)
-    # Batch size, workers and part size change neither the detections nor their order.
-    settings = {"model": asdict(spec),
-                "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
-                "code": source_digest("pipeline.inference", "pipeline.dataset", "pipeline.model")}
     for name, (records, image_dir) in splits.items():
         records = records[: args.limit] if args.limit else records
-        key = raw_predictions.prediction_key(checkpoint, settings, records)
+        key = prediction_key(checkpoint, spec, params, records)
         result = raw_predictions.write(args.out / name, key, records, mask_size(model),
                                        [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")

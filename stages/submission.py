@@ -27,13 +27,10 @@ def main() -> None:
     params = load_section(args.tuned, "postprocess", PostprocessParams)
     predictions = raw_predictions.read(args.predictions)
     records = submission.test_records(args.sample_submission, args.test_images)
-    if missing := sorted({r.image_id for r in records} - {r.image_id for r in predictions.images}):
-        raise raw_predictions.PredictionsError(f"{args.predictions}: no predictions for {len(missing)} test "
-                                               f"image(s), e.g. {missing[0]}; rerun stage predict without --limit")
+    predictions.require(records, args.predictions)
     instances = tuning.predict_instances(predictions.by_image(), records, len(predictions.views), params)
     frame = submission.frame(instances, records)
-    grids = {r.image_id: params.grid_size(r.height, r.width) for r in records}
-    submission.write(frame, args.out, grids, load_labels(args.labels))
+    submission.write(frame, args.out, params.grids(records), load_labels(args.labels))
     empty = sum(not found for found in instances.values())
     print(f"{args.out}: {len(frame)} rows for {len(records)} test images ({empty} without a prediction), "
           f"grid {params.grid}, valid")

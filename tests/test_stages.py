@@ -227,7 +227,7 @@ def test_submission_refuses_predictions_that_miss_test_images(small_instances, s
                  "--test-images", str(small_dataset / "test"),
                  "--labels", str(small_dataset / "label_descriptions.json"),
                  "--tuned", str(tmp_path / "tuned.yaml"), "--out", str(tmp_path / "submission.csv"))
-    assert done.returncode == 1 and "no predictions for 1 test image(s)" in done.stderr
+    assert done.returncode == 1 and "no predictions for 1 image(s)" in done.stderr
     assert not (tmp_path / "submission.csv").exists()
 
 
