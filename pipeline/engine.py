@@ -352,70 +352,68 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
     if context.is_main:
         with atomic_path(run_dir / RESOLVED) as tmp:
             tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-    live = open_live(live_dir, resumed_from) if context.is_main else None
-    loader_seed = torch.Generator().manual_seed(params.seed)
-    meter = _Meter(context.world_size)
-    stopped = False
-    net.train()
-    while state.epoch < params.epochs and not stopped:
-        sampler = EpochSampler(len(train_set), params.seed, state.epoch, context.rank, context.world_size,
-                               start=state.batches_done * params.batch_size)
-        loader = DataLoader(train_set, batch_size=params.batch_size, sampler=sampler, collate_fn=collate,
-                            num_workers=params.workers, worker_init_fn=_seed_worker, generator=loader_seed,
-                            pin_memory=context.device.type == "cuda")
-        bar = tqdm(total=batches_per_epoch, initial=state.batches_done, disable=not context.is_main,
-                   desc=f"epoch {state.epoch + 1}/{params.epochs}", unit="batch", dynamic_ncols=True)
-        for images, targets, metas in _batches(loader, context):
-            state.batches_done += 1
-            step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == batches_per_epoch
-            no_sync = ddp.no_sync() if ddp is not None and not step_ends else contextlib.nullcontext()
-            with no_sync:
-                with autocast(context.device, precision):
-                    losses = net(images, targets)
-                loss = sum(losses.values())
-                if distributed.any_true(context, not bool(torch.isfinite(loss))):
-                    values = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
-                    raise TrainingDiverged(
-                        f"loss is not finite at epoch {state.epoch + 1}, step {state.step} ({values}). "
-                        f"Lower train.lr (now {params.lr}), raise train.warmup_steps or set train.precision: fp32; "
-                        f"{run_dir / LAST} holds the last good checkpoint")
-                scaler.scale(loss / params.accumulate).backward()
-            bar.update()
-            meter.add(losses, len(images), sum(meta["dropped"] for meta in metas))
-            if not step_ends:
-                continue
-            if params.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            state.step += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
-            if state.step % params.log_every == 0:
-                meter.write(live, state.step, optimizer.param_groups[0]["lr"])
-            stopped = max_steps is not None and state.step >= max_steps
-            if state.step % params.checkpoint_every == 0 or stopped:
-                save(best=False)
+    with open_live(live_dir, resumed_from) if context.is_main else contextlib.nullcontext() as live:
+        loader_seed = torch.Generator().manual_seed(params.seed)
+        meter = _Meter(context.world_size)
+        stopped = False
+        net.train()
+        while state.epoch < params.epochs and not stopped:
+            sampler = EpochSampler(len(train_set), params.seed, state.epoch, context.rank, context.world_size,
+                                   start=state.batches_done * params.batch_size)
+            loader = DataLoader(train_set, batch_size=params.batch_size, sampler=sampler, collate_fn=collate,
+                                num_workers=params.workers, worker_init_fn=_seed_worker, generator=loader_seed,
+                                pin_memory=context.device.type == "cuda")
+            bar = tqdm(total=batches_per_epoch, initial=state.batches_done, disable=not context.is_main,
+                       desc=f"epoch {state.epoch + 1}/{params.epochs}", unit="batch", dynamic_ncols=True)
+            for images, targets, metas in _batches(loader, context):
+                state.batches_done += 1
+                step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == batches_per_epoch
+                no_sync = ddp.no_sync() if ddp is not None and not step_ends else contextlib.nullcontext()
+                with no_sync:
+                    with autocast(context.device, precision):
+                        losses = net(images, targets)
+                    loss = sum(losses.values())
+                    if distributed.any_true(context, not bool(torch.isfinite(loss))):
+                        values = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
+                        raise TrainingDiverged(
+                            f"loss is not finite at epoch {state.epoch + 1}, step {state.step} ({values}). "
+                            f"Lower train.lr (now {params.lr}), raise train.warmup_steps or set train.precision: fp32; "
+                            f"{run_dir / LAST} holds the last good checkpoint")
+                    scaler.scale(loss / params.accumulate).backward()
+                bar.update()
+                meter.add(losses, len(images), sum(meta["dropped"] for meta in metas))
+                if not step_ends:
+                    continue
+                if params.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                state.step += 1
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
+                if state.step % params.log_every == 0:
+                    meter.write(live, state.step, optimizer.param_groups[0]["lr"])
+                stopped = max_steps is not None and state.step >= max_steps
+                if state.step % params.checkpoint_every == 0 or stopped:
+                    save(best=False)
+                if stopped:
+                    break
+            bar.close()
             if stopped:
                 break
-        bar.close()
-        if stopped:
-            break
-        started = time.perf_counter()
-        score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
-        meter.exclude(time.perf_counter() - started)
-        state.epoch, state.batches_done = state.epoch + 1, 0
-        improved = _improves(score, state)
-        if improved:
-            state.best_score, state.best_step = score[SCORE], state.step
-        state.history.append({"epoch": state.epoch, "step": state.step, **score})
-        save(best=improved)
-        if live is not None:
-            _log_validation(live, state, score)
-    if live is not None:
-        live.end()
+            started = time.perf_counter()
+            score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
+            meter.exclude(time.perf_counter() - started)
+            state.epoch, state.batches_done = state.epoch + 1, 0
+            improved = _improves(score, state)
+            if improved:
+                state.best_score, state.best_step = score[SCORE], state.step
+            state.history.append({"epoch": state.epoch, "step": state.step, **score})
+            save(best=improved)
+            if live is not None:
+                _log_validation(live, state, score)
     return TrainResult(steps=state.step, epochs_done=state.epoch, best_score=state.best_score,
                        best_step=state.best_step, resumed_from_step=resumed_from, finished=not stopped, model=model,
                        main_process=context.is_main)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -24,18 +26,28 @@ def _truncate_histories(plots_dir: Path, last_step: int) -> None:
                 kept.to_csv(tmp, sep="\t", index=False)
 
 
-def open_live(directory: Path | str, resume_step: int | None) -> Live:
+@contextlib.contextmanager
+def open_live(directory: Path | str, resume_step: int | None) -> Iterator[Live]:
     """A DVCLive logger in ``directory``; ``resume_step`` continues an earlier run's history up to that step.
 
     ``dvc.yaml`` declares the metrics and plots itself, and the stage runs inside ``dvc repro``:
-    DVCLive is told neither to write a dvc.yaml nor to save an experiment.
+    DVCLive is told neither to write a dvc.yaml nor to save an experiment. On leaving the block the log is
+    ended (when the block succeeded) and the DVC repository DVCLive opened is closed: ``Live.end`` leaves
+    its git pack files open until garbage collection, which warns about them at a random later moment.
     """
     directory = Path(directory)
     if resume_step is not None:
         _truncate_histories(directory / "plots" / "metrics", resume_step)
     try:
-        return Live(dir=str(directory), resume=resume_step is not None, dvcyaml=None, save_dvc_exp=False,
+        live = Live(dir=str(directory), resume=resume_step is not None, dvcyaml=None, save_dvc_exp=False,
                     report=None)
     except SCMError as exc:  # DVCLive asks git for HEAD, which a repository without commits lacks
         raise PipelineError(f"DVCLive cannot start in this git repository ({exc}): make a first commit "
                             "(git add -A && git commit -m init), or run outside git (dvc init --no-scm)") from exc
+    try:
+        yield live
+        live.end()
+    finally:
+        repo = live._dvc_repo  # DVCLive offers no public way to close the repository it opened
+        if repo is not None:
+            repo.close()
