@@ -8,7 +8,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := PATH="$(BIN):$$PATH"
 
-.PHONY: demo test test-fast lint bench
+WHEELHOUSE := build/wheelhouse/py$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
+.PHONY: demo test test-fast lint bench kaggle-kernel
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(RUN) dvc repro
 
-test: $(STAMP)
+# The Kaggle kernel tests install the bundle offline: its dependency wheels are fetched here, in set-up.
+$(WHEELHOUSE)/.complete: $(STAMP)
+	$(RUN) python -m kaggle_kernel.build --wheelhouse-only
+
+test: $(STAMP) $(WHEELHOUSE)/.complete
 	$(RUN) pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(WHEELHOUSE)/.complete
 	$(RUN) pytest -m "not slow"
 
 lint: $(STAMP)
@@ -33,3 +39,8 @@ bench: $(STAMP)
 	$(RUN) python benchmarks/data_loading.py
 	$(RUN) python benchmarks/train_throughput.py --arch maskrcnn_resnet18_fpn --size 256 --batch 4
 	$(RUN) python benchmarks/inference_throughput.py --arch maskrcnn_resnet18_fpn --min-size 192 --max-size 256
+
+# The push-ready Kaggle notebook (README, "Kaggle notebook"): build/kaggle/kernel and build/kaggle/dataset.
+# Options: OWNER=<kaggle username> INTERNET=1 (an online notebook) RESUME=1 (continue the last version).
+kaggle-kernel: $(STAMP)
+	$(RUN) python -m kaggle_kernel.build $(if $(OWNER),--owner $(OWNER)) $(if $(INTERNET),--internet) $(if $(RESUME),--resume)

@@ -31,7 +31,7 @@ from pipeline.coco_eval import encode_masks, image_annotations, mask_ap
 from pipeline.dataset import InstanceDataset, collate
 from pipeline.errors import PipelineError
 from pipeline.fingerprint import source_digest
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, write_json
 from pipeline.model import ModelSpec, build_model
 from pipeline.postprocess import Instance, remove_overlaps
 from pipeline.precision import autocast
@@ -39,11 +39,14 @@ from pipeline.sampler import EpochSampler
 from pipeline.tracking import open_live
 from pipeline.train_params import AugmentParams, TrainParams
 
-LAST, BEST, RESOLVED = "last.pt", "best.pt", "params.yaml"
+LAST, BEST, RESOLVED, PROGRESS = "last.pt", "best.pt", "params.yaml", "progress.json"
 # The validation number that picks the best checkpoint: the competition metric (category matching,
 # fixed post-processing: detections scoring at least VAL_SCORE_THRESH, masks at 0.5, overlaps
 # within a class removed). Thresholds are tuned after training (stage tune), not here.
 SCORE = "score"
+#: The environment variable through which a time-limited session (the Kaggle kernel) gives the train stage
+#: its deadline, in ``time.time()`` seconds.
+DEADLINE_ENV = "IMATERIALIST_TRAIN_DEADLINE"
 VAL_SCORE_THRESH = 0.5
 # Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
 _RUNTIME_ONLY = {"launcher", "workers", "checkpoint_every", "log_every"}
@@ -62,7 +65,8 @@ class TrainResult:
     best_score: float | None
     best_step: int | None
     resumed_from_step: int | None
-    finished: bool  # False when stopped early by ``max_steps``
+    finished: bool  # all epochs trained and validated
+    stopped_by: str | None  # "max_steps" or "deadline" when training stopped early
     model: torch.nn.Module  # the trained model (on this process's device, not wrapped in DDP)
     main_process: bool  # False on the other ranks of a distributed run
 
@@ -77,6 +81,7 @@ class _State:
     best_score: float | None = None
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)  # validation results, one per epoch
+    val_seconds: float = 0.0  # how long the last validation took: a deadline must leave room for it
 
 
 def lr_factor(step: int, total: int, params: TrainParams) -> float:
@@ -200,18 +205,21 @@ def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
 
 def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_classes: int,
           train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path | str, live_dir: Path | str,
-          resume: bool = True, max_steps: int | None = None) -> TrainResult:
+          resume: bool = True, max_steps: int | None = None, deadline: float | None = None) -> TrainResult:
     """Train, validate after each epoch, keep ``run_dir/last.pt`` and ``run_dir/best.pt``; log to DVCLive.
 
     With ``resume`` and a ``last.pt`` made with the same params, data and code, training
     continues from it; a checkpoint made otherwise is moved to ``<run_dir>.previous/`` (beside
     the run folder, outside what DVC tracks) and training starts fresh. ``max_steps`` stops
-    (with a checkpoint) after that many optimizer steps in all.
+    (with a checkpoint) after that many optimizer steps in all; ``deadline`` (``time.time()`` seconds)
+    stops, with a checkpoint, before the step or validation that would end after it (at least one
+    step always runs). A stopped run resumes where it stopped. ``run_dir/progress.json`` says where
+    training stands when it returns.
     """
     context = distributed.setup(params.device)
     try:
         return _train(context, spec, params, augment, num_classes, train_set, val_set, Path(run_dir),
-                      Path(live_dir), resume, max_steps)
+                      Path(live_dir), resume, max_steps, deadline)
     finally:
         distributed.teardown(context)
 
@@ -299,7 +307,7 @@ def _restore(run_dir: Path, key: dict, resume: bool, context: distributed.Contex
 
 def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, augment: AugmentParams,
            num_classes: int, train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path, live_dir: Path,
-           resume: bool, max_steps: int | None) -> TrainResult:
+           resume: bool, max_steps: int | None, deadline: float | None) -> TrainResult:
     _seed_everything(params.seed, context.rank, params.deterministic)
     precision = params.precision if context.device.type == "cuda" else "fp32"
     if precision != params.precision and context.is_main:
@@ -355,9 +363,10 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
     with open_live(live_dir, resumed_from) if context.is_main else contextlib.nullcontext() as live:
         loader_seed = torch.Generator().manual_seed(params.seed)
         meter = _Meter(context.world_size)
-        stopped = False
+        stopped_by: str | None = None
+        slowest_step = save_seconds = 0.0
         net.train()
-        while state.epoch < params.epochs and not stopped:
+        while state.epoch < params.epochs and stopped_by is None:
             sampler = EpochSampler(len(train_set), params.seed, state.epoch, context.rank, context.world_size,
                                    start=state.batches_done * params.batch_size)
             loader = DataLoader(train_set, batch_size=params.batch_size, sampler=sampler, collate_fn=collate,
@@ -365,6 +374,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
                                 pin_memory=context.device.type == "cuda")
             bar = tqdm(total=batches_per_epoch, initial=state.batches_done, disable=not context.is_main,
                        desc=f"epoch {state.epoch + 1}/{params.epochs}", unit="batch", dynamic_ncols=True)
+            step_started = time.perf_counter()
             for images, targets, metas in _batches(loader, context):
                 state.batches_done += 1
                 step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == batches_per_epoch
@@ -395,17 +405,28 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
                 if state.step % params.log_every == 0:
                     meter.write(live, state.step, optimizer.param_groups[0]["lr"])
-                stopped = max_steps is not None and state.step >= max_steps
-                if state.step % params.checkpoint_every == 0 or stopped:
+                slowest_step = max(slowest_step, time.perf_counter() - step_started)
+                if max_steps is not None and state.step >= max_steps:
+                    stopped_by = "max_steps"
+                elif _too_late(context, deadline, slowest_step + save_seconds):
+                    stopped_by = "deadline"
+                if state.step % params.checkpoint_every == 0 or stopped_by:
+                    started = time.perf_counter()
                     save(best=False)
-                if stopped:
+                    save_seconds = time.perf_counter() - started
+                if stopped_by:
                     break
+                step_started = time.perf_counter()
             bar.close()
-            if stopped:
+            if stopped_by is None and _too_late(context, deadline, state.val_seconds + save_seconds):
+                stopped_by = "deadline"  # the epoch's batches are done: a resumed run validates first
+                save(best=False)
+            if stopped_by:
                 break
             started = time.perf_counter()
             score = evaluate(model, val_set, context, num_classes, params.batch_size, precision)
-            meter.exclude(time.perf_counter() - started)
+            state.val_seconds = time.perf_counter() - started
+            meter.exclude(state.val_seconds)
             state.epoch, state.batches_done = state.epoch + 1, 0
             improved = _improves(score, state)
             if improved:
@@ -414,6 +435,19 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
             save(best=improved)
             if live is not None:
                 _log_validation(live, state, score)
+    finished = stopped_by is None
+    if context.is_main:
+        write_json(run_dir / PROGRESS, {"finished": finished, "stopped_by": stopped_by, "epoch": state.epoch,
+                                        "epochs": params.epochs, "step": state.step, "total_steps": total_steps,
+                                        "resumed_from_step": resumed_from, "best_score": state.best_score,
+                                        "best_step": state.best_step})
     return TrainResult(steps=state.step, epochs_done=state.epoch, best_score=state.best_score,
-                       best_step=state.best_step, resumed_from_step=resumed_from, finished=not stopped, model=model,
-                       main_process=context.is_main)
+                       best_step=state.best_step, resumed_from_step=resumed_from, finished=finished,
+                       stopped_by=stopped_by, model=model, main_process=context.is_main)
+
+
+def _too_late(context: distributed.Context, deadline: float | None, seconds_needed: float) -> bool:
+    """Whether work taking ``seconds_needed`` would end after ``deadline``, on any process (all stop together)."""
+    if deadline is None:  # the same on every process: no collective call needed
+        return False
+    return distributed.any_true(context, time.time() + seconds_needed >= deadline)

@@ -137,6 +137,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
+def checkpoint_path(run_dir: Path | str, name: str) -> Path:
+    """``run_dir/<name>.pt``; ``best`` falls back, with a printed note, to ``last`` while no validation has run.
+
+    A training session stopped by its time limit in the first epoch has only ``last.pt``: the
+    submission is still made, from the best (the only) weights there are.
+    """
+    run_dir = Path(run_dir)
+    path, last = run_dir / f"{name}.pt", run_dir / "last.pt"
+    if name == "best" and not path.is_file() and last.is_file():
+        print(f"{path} does not exist yet (training has not finished an epoch): predicting with {last}")
+        return last
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"{path}: no such checkpoint; run stage train first")
+    return path
+
+
 def load_model(path: Path | str, spec: ModelSpec, device: torch.device) -> MaskRCNN:
     """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``spec`` says, in eval mode."""
     saved = checkpoint.load(path)

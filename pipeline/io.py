@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete a file, link or folder if there is one; a link is removed, not what it points to."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
@@ -28,14 +29,14 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    remove(tmp)
     try:
         yield tmp
         if final.is_dir() and not final.is_symlink():
-            _remove(final)
+            remove(final)
         os.replace(tmp, final)
     finally:
-        _remove(tmp)
+        remove(tmp)
 
 
 def write_json(path: Path | str, data: Any) -> None:

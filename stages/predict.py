@@ -15,6 +15,7 @@ import pandas as pd
 from pipeline import raw_predictions
 from pipeline.folds import split
 from pipeline.inference import (
+    checkpoint_path,
     load_model,
     make_views,
     mask_size,
@@ -52,7 +53,7 @@ def main() -> None:
         "val": (records_of(instances, val_ids), args.train_images),
         "test": (test_records(args.sample_submission, args.test_images), args.test_images),
     }
-    checkpoint = args.run_dir / f"{params.checkpoint}.pt"
+    checkpoint = checkpoint_path(args.run_dir, params.checkpoint)
     device = resolve_device(params.device)
     model = load_model(checkpoint, spec, device)
     views = make_views(params.scales, params.hflip)

@@ -1,18 +1,21 @@
 """Stage train: Mask R-CNN on the cached train images, validated on the held-out fold each epoch.
 
 Run it as ``python -m stages.train ...`` on one device, or ``torchrun --nproc_per_node=N -m stages.train ...``
-on N GPUs; it resumes from the run folder's last checkpoint unless --no-resume.
+on N GPUs; it resumes from the run folder's last checkpoint unless --no-resume. A time limit
+(``--deadline``, or the environment variable IMATERIALIST_TRAIN_DEADLINE, which the Kaggle kernel sets)
+stops training with a checkpoint before that moment; the next run continues from it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.dataset import InstanceDataset
-from pipeline.engine import train
+from pipeline.engine import DEADLINE_ENV, train
 from pipeline.folds import split
 from pipeline.labels import load_labels
 from pipeline.model import ModelSpec
@@ -33,6 +36,8 @@ def main() -> None:
     cli.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
     cli.add_argument("--max-steps", type=int, help="smoke runs: stop after this many optimizer steps")
     cli.add_argument("--limit", type=int, help="smoke runs: train on the first N training images only")
+    cli.add_argument("--deadline", type=float, default=os.environ.get(DEADLINE_ENV),
+                     help=f"stop before this time (seconds since 1970, UTC); default: ${DEADLINE_ENV} if set")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     spec = load_section(args.params, "model", ModelSpec)
@@ -46,10 +51,11 @@ def main() -> None:
                                 spec.max_size, Augment(augment))
     val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size)
     result = train(spec, params, augment, num_classes, train_set, val_set, args.run_dir, args.live_dir,
-                   resume=not args.no_resume, max_steps=args.max_steps)
+                   resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline)
     if not result.main_process:
         return
-    state = "finished" if result.finished else f"stopped at step {result.steps} (--max-steps)"
+    why = f"--{result.stopped_by.replace('_', '-')}" if result.stopped_by else ""
+    state = "finished" if result.finished else f"stopped at step {result.steps} ({why})"
     best = "none" if result.best_score is None else f"{result.best_score:.4f} at step {result.best_step}"
     print(f"training {state}: {result.epochs_done} epochs, {result.steps} steps; "
           f"best val score {best} (competition metric, category matching)")

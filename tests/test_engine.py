@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import torch.multiprocessing as mp
 
 from pipeline import checkpoint, engine
 from pipeline.dataset import InstanceDataset
-from pipeline.engine import BEST, LAST, TrainingDiverged, lr_factor, train
+from pipeline.engine import BEST, LAST, PROGRESS, TrainingDiverged, lr_factor, train
 from pipeline.model import ModelSpec
 from pipeline.sampler import EpochSampler
 from pipeline.train_params import AugmentParams, TrainParams
@@ -79,6 +81,36 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(small_in
     expected, got = weights(tmp_path / "whole" / "run"), weights(tmp_path / "cut" / "run")
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected), "resume changed the result"
+
+
+def test_a_passed_deadline_stops_after_one_step_and_the_next_run_continues(small_instances, small_dataset, tmp_path):
+    """A Kaggle session out of time: one step, a checkpoint, progress.json; the next session picks up the count."""
+    data = datasets(small_instances, small_dataset / "train")
+    cut = run(tmp_path / "cut", data, deadline=time.time() - 1)
+    assert (cut.steps, cut.finished, cut.stopped_by) == (1, False, "deadline")
+    progress = json.loads((tmp_path / "cut" / "run" / PROGRESS).read_text())
+    assert progress["step"] == 1 and not progress["finished"] and progress["total_steps"] == 6
+    assert not (tmp_path / "cut" / "run" / BEST).exists(), "no validation ran"
+    rest = run(tmp_path / "cut", data, deadline=time.time() + 3600)
+    assert (rest.resumed_from_step, rest.steps, rest.finished, rest.stopped_by) == (1, 6, True, None)
+    assert json.loads((tmp_path / "cut" / "run" / PROGRESS).read_text())["finished"]
+    run(tmp_path / "whole", data)
+    expected, got = weights(tmp_path / "whole" / "run"), weights(tmp_path / "cut" / "run")
+    assert all(torch.equal(expected[k], got[k]) for k in expected), "a deadline stop changed the result"
+
+
+def test_a_deadline_at_the_end_of_an_epoch_leaves_its_validation_to_the_next_run(small_instances, small_dataset,
+                                                                                 tmp_path, monkeypatch):
+    data = datasets(small_instances, small_dataset / "train")  # 3 steps an epoch
+    answers = iter([False, False, False, True])  # after each of the 3 steps, then before validating
+    monkeypatch.setattr(engine, "_too_late", lambda *args: next(answers))
+    cut = run(tmp_path, data, deadline=time.time() + 3600)
+    assert (cut.steps, cut.epochs_done, cut.stopped_by) == (3, 0, "deadline")
+    saved = checkpoint.load(tmp_path / "run" / LAST)["state"]
+    assert saved["batches_done"] == 3 and saved["history"] == []
+    monkeypatch.undo()
+    rest = run(tmp_path, data, max_steps=4)
+    assert (rest.resumed_from_step, rest.epochs_done, rest.best_step) == (3, 1, 3), "validated before any new step"
 
 
 def test_a_finished_run_keeps_last_and_best_and_logs_curves(small_instances, small_dataset, tmp_path):

@@ -10,8 +10,9 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from pipeline.checkpoint import CheckpointError
 from pipeline.detections import Detections, ImageRecord
-from pipeline.inference import load_model, make_views, predict_batch
+from pipeline.inference import checkpoint_path, load_model, make_views, predict_batch
 from pipeline.model import ModelSpec, build_model
 from pipeline.postprocess import paste
 from pipeline.predict_params import PredictParams
@@ -125,3 +126,15 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     other = ModelSpec(**{**small.__dict__, "mask_head_layers": (64,)})
     with pytest.raises(Exception, match="does not fit the model section of params.yaml"):
         load_model(tmp_path / "best.pt", other, torch.device("cpu"))
+
+
+def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):
+    """A Kaggle session that ran out of time in its first epoch still predicts, from last.pt."""
+    with pytest.raises(CheckpointError, match="run stage train first"):
+        checkpoint_path(tmp_path, "best")
+    (tmp_path / "last.pt").write_bytes(b"")
+    assert checkpoint_path(tmp_path, "best") == tmp_path / "last.pt"
+    assert "best.pt does not exist yet" in capsys.readouterr().out
+    (tmp_path / "best.pt").write_bytes(b"")
+    assert checkpoint_path(tmp_path, "best") == tmp_path / "best.pt"
+    assert checkpoint_path(tmp_path, "last") == tmp_path / "last.pt"

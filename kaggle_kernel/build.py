@@ -1,0 +1,57 @@
+"""Build the push-ready Kaggle kernel folder and its code dataset: ``make kaggle-kernel``.
+
+Writes ``<out>/kernel`` (``kaggle kernels push -p``) and ``<out>/dataset`` (``kaggle datasets
+create -p``); README, "Kaggle notebook", gives the whole sequence. ``--wheelhouse-only`` just
+downloads the dependency wheels (the test suite's set-up does this).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pipeline.kaggle_bundle import build, wheelhouse
+from pipeline.kaggle_params import KernelBuildParams
+from pipeline.params import load_section
+from stages._cli import parser, run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where kernel/ and dataset/ go")
+    cli.add_argument("--wheelhouse", type=Path, default=Path("build/wheelhouse"),
+                     help="cache of dependency wheels, one folder per set of Python versions")
+    cli.add_argument("--owner", help="Kaggle username (default: kaggle_kernel.owner, $KAGGLE_USERNAME, kaggle.json)")
+    cli.add_argument("--internet", action="store_true",
+                     help="an online notebook (default: kaggle_kernel.enable_internet)")
+    cli.add_argument("--resume", action="store_true",
+                     help="the kernel is its own source: continue its last version (default: kaggle_kernel.resume)")
+    cli.add_argument("--python", nargs="+",
+                     help="Python versions of the wheels (default: kaggle_kernel.python_versions)")
+    cli.add_argument("--wheelhouse-only", action="store_true",
+                     help="only download the wheels, for this interpreter unless --python says otherwise")
+    args = cli.parse_args()
+    settings = load_section(args.params, "kaggle_kernel", KernelBuildParams)
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    versions = tuple(args.python or ([current] if args.wheelhouse_only else settings.python_versions))
+    settings = settings.model_copy(update={"python_versions": versions, "owner": args.owner or settings.owner,
+                                           "enable_internet": args.internet or settings.enable_internet,
+                                           "resume": args.resume or settings.resume})
+    wheels = wheelhouse(args.wheelhouse / ("py" + "-".join(versions)), versions)
+    print(f"dependency wheels for Python {', '.join(versions)}: {wheels}")
+    if args.wheelhouse_only:
+        return
+    built = build(REPO, args.out, Path(args.params), settings, wheels, os.environ)
+    meta = built.metadata
+    print(f"kernel {meta['id']} (internet {'on' if meta['enable_internet'] else 'off'}, {meta['machine_shape']}):\n"
+          f"  kaggle datasets create -p {built.dataset}   # later builds: kaggle datasets version -p ... -m MSG\n"
+          f"  kaggle kernels push -p {built.kernel}\n"
+          f"  kaggle kernels status {meta['id']}\n"
+          f"  kaggle kernels output {meta['id']} -p kaggle-output")
+
+
+if __name__ == "__main__":
+    run(main)
