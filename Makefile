@@ -31,7 +31,7 @@ test-fast: $(STAMP) $(WHEELHOUSE)/.complete
 	$(RUN) pytest -m "not slow"
 
 lint: $(STAMP)
-	$(RUN) ruff check pipeline stages tests benchmarks
+	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel
 
 bench: $(STAMP)
 	$(RUN) python benchmarks/rle_speed.py
