@@ -82,7 +82,7 @@ def bundle(tmp: Path, session: dict | None = None, **changes) -> tuple[Path, Pat
 
 # --- the build and the metadata ------------------------------------------------------------------------------------
 
-def test_the_build_writes_metadata_the_kaggle_client_pushes_offline_by_default(tmp_path, monkeypatch):
+def test_the_build_writes_metadata_the_kaggle_client_pushes_offline_by_default(tmp_path, monkeypatch, capsys):
     kernel, dataset, meta = bundle(tmp_path)
     assert sorted(p.name for p in kernel.iterdir()) == ["kernel-metadata.json", "run_kernel.py"]
     assert metadata_problems(json.loads((kernel / "kernel-metadata.json").read_text()), kernel) == []
@@ -94,6 +94,7 @@ def test_the_build_writes_metadata_the_kaggle_client_pushes_offline_by_default(t
     assert bundled["train"]["optimizer"] == "adamw", "what the overrides leave alone stays"
 
     sent = push_with_the_kaggle_client(kernel, tmp_path, monkeypatch)
+    assert "does not resolve" not in capsys.readouterr().out, "the client's title-to-slug check passes"
     assert sent.enable_internet is False and sent.enable_gpu is True and sent.is_private is True
     assert sent.slug == "tester/imaterialist-2019-mask-rcnn" and sent.machine_shape == "NvidiaTeslaT4"
     assert sent.competition_data_sources == ["imaterialist-fashion-2019-FGVC6"]
@@ -255,7 +256,7 @@ def _closure(names: list[str]) -> list:
             if needed.marker is None or any(needed.marker.evaluate({"extra": extra})
                                              for extra in {"", *requirement.extras}):
                 todo.append(needed)
-    return list({id(dist): dist for dist in seen.values()}.values())
+    return list(seen.values())
 
 
 @pytest.fixture(scope="module")
