@@ -99,10 +99,13 @@ def render(cmd: str, params: Mapping[str, Any]) -> list[str]:
 
 
 def resolve_launcher(setting: str, gpus: int) -> str:
-    """``auto``: torchrun with one process per GPU when there are several (Kaggle's T4 x2), else python."""
+    """``auto``: torchrun with one process per GPU when there are several (Kaggle's T4 x2), else python.
+
+    torchrun runs as ``python -m torch.distributed.run``: the same interpreter, whatever the image puts on PATH.
+    """
     if setting != "auto":
         return setting
-    return f"torchrun --standalone --nproc_per_node={gpus}" if gpus > 1 else "python"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus}" if gpus > 1 else "python"
 
 
 def find_file(root: Path, name: str) -> Path:

@@ -210,7 +210,7 @@ def test_commands_are_filled_from_params_as_dvc_fills_them():
 
 
 def test_two_gpus_train_with_torchrun_one_with_python():
-    assert resolve_launcher("auto", 2) == "torchrun --standalone --nproc_per_node=2"
+    assert resolve_launcher("auto", 2) == "python -m torch.distributed.run --standalone --nproc_per_node=2"
     assert resolve_launcher("auto", 1) == resolve_launcher("auto", 0) == "python"
     assert resolve_launcher("python -X dev", 2) == "python -X dev"
 
