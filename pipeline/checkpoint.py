@@ -11,6 +11,9 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
+#: What a training run folder holds: the latest, resumable state and the best-validated weights.
+LAST, BEST = "last.pt", "best.pt"
+
 
 class CheckpointError(PipelineError):
     """A checkpoint that cannot be read."""

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline import checkpoint, distributed, metric
+from pipeline.checkpoint import BEST, LAST
 from pipeline.coco_eval import encode_masks, image_annotations, mask_ap
 from pipeline.dataset import InstanceDataset, collate
 from pipeline.errors import PipelineError
@@ -39,7 +40,7 @@ from pipeline.sampler import EpochSampler
 from pipeline.tracking import open_live
 from pipeline.train_params import AugmentParams, TrainParams
 
-LAST, BEST, RESOLVED, PROGRESS = "last.pt", "best.pt", "params.yaml", "progress.json"
+RESOLVED, PROGRESS = "params.yaml", "progress.json"
 # The validation number that picks the best checkpoint: the competition metric (category matching,
 # fixed post-processing: detections scoring at least VAL_SCORE_THRESH, masks at 0.5, overlaps
 # within a class removed). Thresholds are tuned after training (stage tune), not here.

@@ -144,7 +144,7 @@ def checkpoint_path(run_dir: Path | str, name: str) -> Path:
     submission is still made, from the best (the only) weights there are.
     """
     run_dir = Path(run_dir)
-    path, last = run_dir / f"{name}.pt", run_dir / "last.pt"
+    path, last = run_dir / f"{name}.pt", run_dir / checkpoint.LAST
     if name == "best" and not path.is_file() and last.is_file():
         print(f"{path} does not exist yet (training has not finished an epoch): predicting with {last}")
         return last

@@ -41,7 +41,9 @@ from pipeline.predict_params import EvaluateParams, PostprocessParams, PredictPa
 from pipeline.train_params import AugmentParams, CacheParams, TrainParams
 
 PROJECT = "imaterialist-pipeline"
-MANIFEST = "imaterialist-bundle.json"  # the bootstrap finds the code dataset under /kaggle/input by this file
+# The bootstrap finds the code dataset under /kaggle/input by this file (kaggle_kernel/run_kernel.py repeats
+# the name: it runs before anything of this project is installed).
+MANIFEST = "imaterialist-bundle.json"
 BOOTSTRAP = "run_kernel.py"
 #: Provided by the notebook image; installing them offline would mean gigabytes of CUDA wheels.
 FROM_IMAGE = frozenset({"torch", "torchvision"})
@@ -87,7 +89,10 @@ def kaggle_owner(explicit: str, env: Mapping[str, str]) -> str:
         return env["KAGGLE_USERNAME"]
     config = Path(env.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
     if config.is_file():
-        username = json.loads(config.read_text(encoding="utf-8")).get("username")
+        try:
+            username = json.loads(config.read_text(encoding="utf-8")).get("username")
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            raise BundleError(f"{config}: cannot read its username ({exc})") from exc
         if username:
             return username
     raise BundleError("no Kaggle username: set kaggle_kernel.owner in params.yaml, KAGGLE_USERNAME, "

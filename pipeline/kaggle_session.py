@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.checkpoint import LAST
 from pipeline.engine import DEADLINE_ENV, PROGRESS
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, remove, write_json
@@ -120,7 +121,7 @@ def find_file(root: Path, name: str) -> Path:
 
 def find_previous(input_root: Path) -> Path | None:
     """The output of an earlier version of this kernel (a kernel source), the one that trained furthest."""
-    runs = [p.parent for p in input_root.rglob(RECORD) if (p.parent / TRAIN_RUN / "last.pt").is_file()]
+    runs = [p.parent for p in input_root.rglob(RECORD) if (p.parent / TRAIN_RUN / LAST).is_file()]
     return max(runs, key=_trained_steps, default=None)
 
 
@@ -158,7 +159,7 @@ def prepare(session: Session) -> tuple[dict, SessionParams, Path | None]:
     with atomic_path(session.working / "params.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     previous = None
-    if not (session.working / TRAIN_RUN / "last.pt").is_file():
+    if not (session.working / TRAIN_RUN / LAST).is_file():
         previous = find_previous(session.input_root)
         for path in CARRIED if previous else ():
             if (previous / path).is_dir():

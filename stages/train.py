@@ -54,8 +54,7 @@ def main() -> None:
                    resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline)
     if not result.main_process:
         return
-    why = f"--{result.stopped_by.replace('_', '-')}" if result.stopped_by else ""
-    state = "finished" if result.finished else f"stopped at step {result.steps} ({why})"
+    state = "finished" if result.finished else f"stopped at step {result.steps} ({result.stopped_by})"
     best = "none" if result.best_score is None else f"{result.best_score:.4f} at step {result.best_step}"
     print(f"training {state}: {result.epochs_done} epochs, {result.steps} steps; "
           f"best val score {best} (competition metric, category matching)")

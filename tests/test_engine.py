@@ -13,8 +13,9 @@ import torch
 import torch.multiprocessing as mp
 
 from pipeline import checkpoint, engine
+from pipeline.checkpoint import BEST, LAST
 from pipeline.dataset import InstanceDataset
-from pipeline.engine import BEST, LAST, PROGRESS, TrainingDiverged, lr_factor, train
+from pipeline.engine import PROGRESS, TrainingDiverged, lr_factor, train
 from pipeline.model import ModelSpec
 from pipeline.sampler import EpochSampler
 from pipeline.train_params import AugmentParams, TrainParams

@@ -180,6 +180,10 @@ def test_the_owner_comes_from_the_environment_or_a_clear_error(tmp_path):
     with pytest.raises(BundleError, match="no Kaggle username"):
         build(REPO, tmp_path / "out", params_file, build_params(params_file), wheels(),
               {"KAGGLE_CONFIG_DIR": str(tmp_path)})
+    (tmp_path / "kaggle.json").write_text("{not json")
+    with pytest.raises(BundleError, match="kaggle.json: cannot read its username"):
+        build(REPO, tmp_path / "out", params_file, build_params(params_file), wheels(),
+              {"KAGGLE_CONFIG_DIR": str(tmp_path)})
     (tmp_path / "kaggle.json").write_text(json.dumps({"username": "fromfile", "key": "secret"}))
     built = build(REPO, tmp_path / "out", params_file, build_params(params_file), wheels(),
                   {"KAGGLE_CONFIG_DIR": str(tmp_path)})
