@@ -56,14 +56,14 @@ def main() -> None:
         table = prepare(root / "train.csv", load_labels(), root / "train").instances
         megapixels = (table.groupby("image_id").first().eval("height * width") / 1e6).mean()
         augment = Augment(AUGMENT)
-        raw = samples_per_second(InstanceDataset(table, root / "train", args.size, args.size, augment))
+        raw = samples_per_second(InstanceDataset(table, root / "train", args.size, args.size, 92, augment))
         start = time.perf_counter()
         settings = CacheSettings(args.size, args.size, AUGMENT.scale_range[1], jpeg_quality=95)
         build_cache(table, root / "train", Path(tmp) / "cache", settings, workers=1)
         cache_seconds = (time.perf_counter() - start) / table.image_id.nunique()
         cached_table = pd.read_parquet(Path(tmp) / "cache" / "instances.parquet")
         cached = samples_per_second(InstanceDataset(cached_table, Path(tmp) / "cache" / "images", args.size,
-                                                    args.size, augment))
+                                                    args.size, 92, augment))
     print(json.dumps({
         "images": args.images, "mean_megapixels": round(float(megapixels), 1),
         "instances_per_image": round(len(table) / args.images, 1), "training_size": args.size,

@@ -87,7 +87,7 @@ def main() -> None:
     # A random model scores almost everything below the usual 0.05: without a threshold it returns the
     # full box_detections_per_img per view, as a trained model on busy photos does (the demo's: ~80).
     spec = ModelSpec(architecture=args.arch, min_size=args.min_size, max_size=args.max_size, box_score_thresh=0.0)
-    model = build_model(spec, 47).to(device).eval()
+    model = build_model(spec, 47, 92).to(device).eval()
     height, width = (int(v) for v in args.original.split("x"))
     results: dict = {"arch": args.arch, "size": [args.min_size, args.max_size], "original": [height, width],
                      "images": args.images, "batch": args.batch, "workers": args.workers, "device": str(device),

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
 
 NUM_CLASSES = 47
+NUM_ATTRIBUTES = 92
 # Dense peak TFLOP/s by GPU name (vendor data sheets): (bf16/fp16 tensor cores, fp32 without TF32).
 PEAK_TFLOPS = {"H200": (989, 67), "H100 PCIe": (756, 51), "H100": (989, 67), "A100": (312, 19.5),
                "L40S": (362, 91.6), "L4": (121, 30.3), "A10G": (70, 31.2), "T4": (65, 8.1), "V100": (125, 15.7),
@@ -48,8 +49,10 @@ def synthetic_batch(batch: int, size: int, device: torch.device, seed: int = 0) 
                  + ((ys[None] - centre[:, 1, None, None]) / radius[:, 1, None, None]) ** 2 <= 1).to(torch.uint8)
         boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
         images.append(torch.rand(3, size, size, generator=generator).to(device))
-        targets.append({"boxes": boxes.to(device), "labels": torch.randint(1, NUM_CLASSES, (8,), generator=generator
-                                                                             ).to(device), "masks": masks.to(device)})
+        labels = torch.randint(1, NUM_CLASSES, (8,), generator=generator)
+        attributes = (torch.rand(8, NUM_ATTRIBUTES, generator=generator) < 0.07).float()
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device), "masks": masks.to(device),
+                        "attributes": attributes.to(device)})
     return images, targets
 
 
@@ -93,7 +96,8 @@ def peak_tflops(device: torch.device, precision: str, override: float | None) ->
 
 def setup(arch: str, size: int, device: torch.device, precision: str):
     torch.manual_seed(0)
-    model = build_model(ModelSpec(architecture=arch, min_size=size, max_size=size), NUM_CLASSES).to(device).train()
+    spec = ModelSpec(architecture=arch, min_size=size, max_size=size)
+    model = build_model(spec, NUM_CLASSES, NUM_ATTRIBUTES).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     return model, optimizer, scaler

@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as F
 
 from pipeline import rle
 from pipeline.annotations import DataError
+from pipeline.attributes import multi_hot
 from pipeline.fingerprint import text_digest
 from pipeline.transforms import Augment, fit_scale, resize, scaled_size
 
@@ -62,6 +63,7 @@ class _Image:
     width: int
     rles: list[str]
     labels: list[int]
+    attributes: list[tuple[int, ...]]
 
 
 class InstanceDataset(torch.utils.data.Dataset):
@@ -69,7 +71,8 @@ class InstanceDataset(torch.utils.data.Dataset):
 
     ``image`` is a float (3, h, w) tensor in [0, 1], resized by the scale torchvision's
     Mask R-CNN would apply (``min_size``/``max_size``), times a random factor in training.
-    ``target`` has ``boxes``, ``labels`` (category + 1; 0 is background) and ``masks``;
+    ``target`` has ``boxes``, ``labels`` (category + 1; 0 is background), ``masks`` and
+    ``attributes`` (N x ``num_attributes`` multi-hot; a row of zeros is an instance without attributes);
     ``meta`` has ``image_id`` and ``dropped``, the number of instances that became empty
     after resizing and were left out (Mask R-CNN cannot train on empty masks).
 
@@ -78,13 +81,13 @@ class InstanceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, instances: pd.DataFrame, image_dir: Path | str, min_size: int, max_size: int,
-                 augment: Augment | None = None) -> None:
+                 num_attributes: int, augment: Augment | None = None) -> None:
         self.image_dir = Path(image_dir)
-        self.min_size, self.max_size = min_size, max_size
+        self.min_size, self.max_size, self.num_attributes = min_size, max_size, num_attributes
         self.augment = augment
         self.images = [
             _Image(str(image_id), int(group.height.iloc[0]), int(group.width.iloc[0]), group.rle.tolist(),
-                   (group.category.to_numpy(np.int64) + 1).tolist())
+                   (group.category.to_numpy(np.int64) + 1).tolist(), [tuple(map(int, a)) for a in group.attributes])
             for image_id, group in instances.groupby("image_id", sort=True)
         ]
 
@@ -97,7 +100,8 @@ class InstanceDataset(torch.utils.data.Dataset):
 
     def fingerprint(self) -> str:
         """Changes when any image, size, mask or label changes (a resumed run must train on the same data)."""
-        return text_digest([f"{x.image_id} {x.height}x{x.width} {x.labels} {'|'.join(x.rles)}" for x in self.images])
+        return text_digest([f"{x.image_id} {x.height}x{x.width} {x.labels} {x.attributes} {'|'.join(x.rles)}"
+                            for x in self.images])
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
         index, seed = key if isinstance(key, tuple) else (key, None)
@@ -117,7 +121,8 @@ class InstanceDataset(torch.utils.data.Dataset):
         keep = masks.flatten(1).any(1).bool()  # any() of uint8 is uint8, which would index as integers
         target = {"boxes": boxes_from_masks(masks[keep]),
                   "labels": torch.tensor(item.labels, dtype=torch.int64)[keep],
-                  "masks": masks[keep]}
+                  "masks": masks[keep],
+                  "attributes": multi_hot(item.attributes, self.num_attributes)[keep]}
         meta = {"image_id": item.image_id, "dropped": int((~keep).sum())}
         return F.to_dtype(image, torch.float32, scale=True), target, meta
 

@@ -19,25 +19,27 @@ class Detections:
     categories: np.ndarray  # (N,) int16, 0-based competition category ids
     views: np.ndarray  # (N,) int8, index into the list of views
     masks: np.ndarray  # (N, M, M) uint8, mask probability x 255 inside the box
+    attributes: np.ndarray  # (N, A) uint8, attribute probability x 255; A = 0 for a model without attributes
 
     @classmethod
-    def empty(cls, mask_size: int) -> Detections:
+    def empty(cls, mask_size: int, num_attributes: int) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int16),
-                   np.zeros(0, np.int8), np.zeros((0, mask_size, mask_size), np.uint8))
+                   np.zeros(0, np.int8), np.zeros((0, mask_size, mask_size), np.uint8),
+                   np.zeros((0, num_attributes), np.uint8))
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def select(self, keep: np.ndarray) -> Detections:
         return Detections(self.boxes[keep], self.scores[keep], self.categories[keep], self.views[keep],
-                          self.masks[keep])
+                          self.masks[keep], self.attributes[keep])
 
     @classmethod
-    def concat(cls, parts: list[Detections], mask_size: int) -> Detections:
+    def concat(cls, parts: list[Detections], mask_size: int, num_attributes: int) -> Detections:
         if not parts:
-            return cls.empty(mask_size)
+            return cls.empty(mask_size, num_attributes)
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("boxes", "scores", "categories", "views", "masks")))
+                     ("boxes", "scores", "categories", "views", "masks", "attributes")))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pipeline.dataset import InstanceDataset, collate
 from pipeline.errors import PipelineError
 from pipeline.fingerprint import source_digest
 from pipeline.io import atomic_path, write_json
-from pipeline.model import ModelSpec, build_model
+from pipeline.model import AttributeRoIHeads, ModelSpec, attributes_of_boxes, build_model
 from pipeline.postprocess import Instance, remove_overlaps
 from pipeline.precision import autocast
 from pipeline.sampler import EpochSampler
@@ -169,12 +169,20 @@ def evaluate(model: torch.nn.Module, dataset: InstanceDataset, context: distribu
     """The competition metric (``score``) and mask AP on ``dataset``; each process predicts its share."""
     was_training = model.training
     model.eval()
-    images, truth, detected, competition = [], [], [], []
+    images, truth, detected, competition, attributes = [], [], [], [], []
+    with_head = isinstance(getattr(model, "roi_heads", None), AttributeRoIHeads)
     mine = list(range(context.rank, len(dataset), context.world_size))
     for start in range(0, len(mine), batch_size):
         batch = [dataset[i] for i in mine[start : start + batch_size]]
+        inputs = [image.to(context.device) for image, _, _ in batch]
         with autocast(context.device, precision):
-            outputs = model([image.to(context.device) for image, _, _ in batch])
+            outputs = model(inputs)
+            if with_head:
+                boxes = [target["boxes"].to(context.device) for _, target, _ in batch]
+                said = attributes_of_boxes(model, inputs, boxes)
+        if with_head:
+            attributes += [(target["attributes"], probabilities.float().cpu())
+                           for (_, target, _), probabilities in zip(batch, said, strict=True)]
         for index, (image, target, meta), output in zip(mine[start : start + batch_size], batch, outputs,
                                                         strict=True):
             output = {k: v.float().cpu() for k, v in output.items()}
@@ -184,11 +192,29 @@ def evaluate(model: torch.nn.Module, dataset: InstanceDataset, context: distribu
             detected += dt
             competition.append((meta["image_id"], *competition_lists(target, output)))
     model.train(was_training)
-    parts = distributed.gather(context, (images, truth, detected, competition))
+    parts = distributed.gather(context, (images, truth, detected, competition, attributes))
     score = mask_ap(*(sum((part[k] for part in parts), []) for k in range(3)), num_classes=num_classes)
     per_image = [item for part in parts for item in part[3]]
     value = metric.evaluate({i: t for i, t, _ in per_image}, {i: p for i, _, p in per_image}, "category").score
+    if with_head:
+        score.update(true_box_attributes([item for part in parts for item in part[4]]))
     return {SCORE: value, **score}
+
+
+def true_box_attributes(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """The head on the true boxes of instances with attributes: micro F1 and exact sets at probability 0.5.
+
+    From (targets, probabilities) per image, both (N, num_attributes). Empty without such instances.
+    """
+    truth = torch.cat([t for t, _ in pairs]) if pairs else torch.zeros((0, 0))
+    said = torch.cat([p for _, p in pairs]) >= 0.5 if pairs else torch.zeros((0, 0), dtype=torch.bool)
+    annotated = truth.sum(1) > 0
+    truth, said = truth[annotated].bool(), said[annotated]
+    if not len(truth):
+        return {}
+    hits = (truth & said).sum().item()
+    return {"attribute_f1": 2 * hits / (truth.sum().item() + said.sum().item()),
+            "attribute_exact": (truth == said).all(1).float().mean().item()}
 
 
 def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
@@ -204,7 +230,7 @@ def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
         raise type(exc)(text.rstrip().splitlines()[-1].split(": ", 1)[-1]) from None
 
 
-def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_classes: int,
+def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_classes: int, num_attributes: int,
           train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path | str, live_dir: Path | str,
           resume: bool = True, max_steps: int | None = None, deadline: float | None = None) -> TrainResult:
     """Train, validate after each epoch, keep ``run_dir/last.pt`` and ``run_dir/best.pt``; log to DVCLive.
@@ -219,7 +245,7 @@ def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_clas
     """
     context = distributed.setup(params.device)
     try:
-        return _train(context, spec, params, augment, num_classes, train_set, val_set, Path(run_dir),
+        return _train(context, spec, params, augment, num_classes, num_attributes, train_set, val_set, Path(run_dir),
                       Path(live_dir), resume, max_steps, deadline)
     finally:
         distributed.teardown(context)
@@ -307,8 +333,8 @@ def _restore(run_dir: Path, key: dict, resume: bool, context: distributed.Contex
 
 
 def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, augment: AugmentParams,
-           num_classes: int, train_set: InstanceDataset, val_set: InstanceDataset, run_dir: Path, live_dir: Path,
-           resume: bool, max_steps: int | None, deadline: float | None) -> TrainResult:
+           num_classes: int, num_attributes: int, train_set: InstanceDataset, val_set: InstanceDataset,
+           run_dir: Path, live_dir: Path, resume: bool, max_steps: int | None, deadline: float | None) -> TrainResult:
     _seed_everything(params.seed, context.rank, params.deterministic)
     precision = params.precision if context.device.type == "cuda" else "fp32"
     if precision != params.precision and context.is_main:
@@ -317,7 +343,8 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = _restore(run_dir, key, resume, context)
 
-    model = build_model(spec if saved is None else ModelSpec(**{**asdict(spec), "weights": "none"}), num_classes)
+    model = build_model(spec if saved is None else ModelSpec(**{**asdict(spec), "weights": "none"}), num_classes,
+                        num_attributes)
     model.to(context.device)
     if context.distributed and context.device.type == "cuda" and not spec.freeze_batchnorm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -351,11 +378,12 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
             return
         data = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rng, "state": asdict(state), "resume_key": key,
-                "params": resolved, "num_classes": num_classes}
+                "params": resolved, "num_classes": num_classes, "num_attributes": num_attributes}
         checkpoint.save(run_dir / LAST, data)
         if best:
             checkpoint.save(run_dir / BEST, {"model": model.state_dict(), "params": resolved,
-                                             "num_classes": num_classes, "score": state.history[-1],
+                                             "num_classes": num_classes, "num_attributes": num_attributes,
+                                             "score": state.history[-1],
                                              "step": state.step})
 
     if context.is_main:

@@ -10,6 +10,7 @@ full-resolution mask.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,10 +28,13 @@ from pipeline.dataset import load_image
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
 from pipeline.fingerprint import file_digest, source_digest, text_digest
-from pipeline.model import ModelSpec, build_model
+from pipeline.model import AttributeRoIHeads, ModelSpec, build_model
 from pipeline.precision import autocast
 from pipeline.predict_params import PredictParams
 from pipeline.transforms import fit_scale, scaled_size
+
+log = logging.getLogger(__name__)
+ATTRIBUTE_HEAD = "roi_heads.attribute_predictor."
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,15 @@ def _to_original(output: dict, view_size: tuple[int, int], original: tuple[int, 
         scores=output["scores"].float().cpu().numpy(),
         categories=(output["labels"] - 1).cpu().numpy().astype(np.int16),
         views=np.full(len(boxes), index, np.int8),
-        masks=(masks * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy(),
+        masks=_as_bytes(masks),
+        attributes=_as_bytes(output["attributes"].float()) if "attributes" in output
+        else np.zeros((len(boxes), 0), np.uint8),
     )
+
+
+def _as_bytes(probabilities: torch.Tensor) -> np.ndarray:
+    """Probabilities in [0, 1] as uint8 x 255: a quarter of the space of float32, precise to 0.002."""
+    return (probabilities * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 @torch.inference_mode()
@@ -127,7 +138,7 @@ def predict_batch(model: MaskRCNN, images: list[torch.Tensor], records: list[Ima
             outputs, _ = model.roi_heads(features, proposals, image_list.image_sizes)
         for k, (output, size, r) in enumerate(zip(outputs, sizes, records, strict=True)):
             per_image[k].append(_to_original(output, size, (r.height, r.width), view, index))
-    return [Detections.concat(parts, mask_size(model)) for parts in per_image]
+    return [Detections.concat(parts, mask_size(model), num_attributes(model)) for parts in per_image]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,12 +164,23 @@ def checkpoint_path(run_dir: Path | str, name: str) -> Path:
     return path
 
 
-def load_model(path: Path | str, spec: ModelSpec, device: torch.device) -> MaskRCNN:
-    """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``spec`` says, in eval mode."""
+def load_model(path: Path | str, spec: ModelSpec, device: torch.device, num_attributes: int) -> MaskRCNN:
+    """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``spec`` says, in eval mode.
+
+    A checkpoint made before the attribute head existed (or with it off) still loads: the head
+    keeps its initial weights, and a warning says so (its attribute predictions are then
+    uninformed, and tuning will choose the category-only or drop policy).
+    """
     saved = checkpoint.load(path)
-    model = build_model(replace(spec, weights="none"), int(saved["num_classes"]))
+    model = build_model(replace(spec, weights="none"), int(saved["num_classes"]), num_attributes)
+    head = {k for k in model.state_dict() if k.startswith(ATTRIBUTE_HEAD)}
+    state = saved["model"]
+    if head and not head & set(state):
+        log.warning("%s has no attribute head (%s): it is initialised, not trained; retrain for attribute "
+                    "predictions", path, ", ".join(sorted(head)))
+        state = {**state, **{k: v for k, v in model.state_dict().items() if k in head}}
     try:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[:2]
         raise checkpoint.CheckpointError(f"{path}: does not fit the model section of params.yaml "
@@ -177,6 +199,12 @@ def prediction_key(checkpoint: Path | str, spec: ModelSpec, params: PredictParam
             "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
             "code": source_digest(__name__, "pipeline.dataset", "pipeline.model", "pipeline.precision"),
             "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
+
+
+def num_attributes(model: MaskRCNN) -> int:
+    """How many attribute probabilities each detection carries (0 without an attribute head)."""
+    heads = model.roi_heads
+    return heads.attribute_predictor.out_features if isinstance(heads, AttributeRoIHeads) else 0
 
 
 def mask_size(model: MaskRCNN) -> int:

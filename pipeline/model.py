@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as torch_f
 from torchvision.models import ResNet18_Weights
 from torchvision.models.detection import (
     MaskRCNN,
@@ -27,6 +28,7 @@ from torchvision.models.detection import (
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -40,7 +42,7 @@ ARCHITECTURES: tuple[str, ...] = Architecture.__args__
 
 # Parameter groups named in the weight-loading log, most specific first.
 PARAMETER_GROUPS = ("backbone.body", "backbone.fpn", "rpn", "roi_heads.box_head", "roi_heads.box_predictor",
-                    "roi_heads.mask_head", "roi_heads.mask_predictor")
+                    "roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.attribute_predictor")
 _FPN_LEVELS = 5  # P2-P5 and the max-pooled P6 of torchvision's FPN
 _DEFAULT_MASK_HEAD = (256, 256, 256, 256)
 _BACKBONE_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # trainable from the top down
@@ -75,6 +77,8 @@ class ModelSpec:
     # Conv channels of the mask head; torchvision's is four of 256. On a CPU a lighter head pays:
     # each positive RoI costs 0.9 GFLOPs forward in the default head, 0.17 in two of 128.
     mask_head_layers: tuple[int, ...] = _DEFAULT_MASK_HEAD
+    attribute_head: bool = True  # predict the attributes (pipeline.model.AttributeRoIHeads)
+    attribute_loss_weight: float = 5.0  # on the mean binary cross-entropy over attributes
 
     def __post_init__(self) -> None:
         if not 0 <= self.trainable_backbone_layers <= 5:
@@ -86,6 +90,8 @@ class ModelSpec:
                              f"got {list(self.anchor_sizes)}")
         if not self.mask_head_layers or min(self.mask_head_layers) <= 0:
             raise ValueError(f"mask_head_layers must be positive channel counts, got {list(self.mask_head_layers)}")
+        if self.attribute_loss_weight < 0:
+            raise ValueError(f"attribute_loss_weight must be >= 0, got {self.attribute_loss_weight}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ValueError(f"aspect_ratios must be positive, got {list(self.aspect_ratios)}")
         counts = {k: v for k, v in asdict(self).items() if k.startswith(("rpn_", "box_")) and k != "box_score_thresh"}
@@ -105,6 +111,115 @@ class PresizedTransform(GeneralizedRCNNTransform):
         if self.training:
             return image, target
         return super().resize(image, target)
+
+
+GEOMETRY_FEATURES = 3
+
+
+def box_geometry(boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """(N, 3) for the boxes of all images: log aspect ratio, and width and height relative to the image."""
+    parts = []
+    for found, (height, width) in zip(boxes, image_shapes, strict=True):
+        box_w = (found[:, 2] - found[:, 0]).float().clamp(min=1.0)
+        box_h = (found[:, 3] - found[:, 1]).float().clamp(min=1.0)
+        parts.append(torch.stack([torch.log(box_w / box_h), box_w / width, box_h / height], 1))
+    return torch.cat(parts) if parts else torch.zeros((0, GEOMETRY_FEATURES))
+
+
+class AttributeRoIHeads(RoIHeads):
+    """torchvision's box and mask RoI heads plus an attribute classifier on the box head's features.
+
+    The classifier takes the box head's representation of a RoI and the RoI's shape
+    (:func:`box_geometry`): RoIAlign resamples every box to the same grid and so discards its
+    aspect ratio, which carries much of a garment's length (a mini and a maxi skirt differ in
+    little else inside their boxes).
+
+    Training: the classifier sees the positive RoIs that the box branch sampled (matched to a true
+    instance with IoU >= 0.5), and only those whose instance carries attributes; background RoIs
+    and instances without attributes (other categories, or garments of an image annotated without
+    attributes) give no target. The loss is the mean binary cross-entropy over attributes times
+    ``loss_weight``, reported as ``loss_attributes``. Inference: each detection gets
+    ``attributes``, one sigmoid probability per attribute, from its final box.
+
+    torchvision's ``forward`` runs box sampling and the box head inside one method. Rather than
+    copy it, this class records what it needs on the way: the sampled RoIs (from
+    ``select_training_samples``) and the box head's output (a forward hook), both dropped at the
+    end of the step.
+    """
+
+    def __init__(self, heads: RoIHeads, num_attributes: int, loss_weight: float) -> None:
+        super().__init__(
+            heads.box_roi_pool, heads.box_head, heads.box_predictor,
+            heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+            heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
+            heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
+            heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+        self.attribute_predictor = nn.Linear(heads.box_predictor.cls_score.in_features + GEOMETRY_FEATURES,
+                                             num_attributes)
+        # Attributes are rare (a garment has about 6 of 92): start at a prior of 5% instead of 50%,
+        # so that the first steps do not spend themselves on pushing every logit down.
+        nn.init.normal_(self.attribute_predictor.weight, std=0.01)
+        nn.init.constant_(self.attribute_predictor.bias, -3.0)
+        self.loss_weight = loss_weight
+        self._sampled: tuple[list[torch.Tensor], ...] | None = None
+        self._box_features: torch.Tensor | None = None
+        self.box_head.register_forward_hook(self._remember_box_features)
+
+    def _remember_box_features(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if self.training:
+            self._box_features = output
+
+    def select_training_samples(self, proposals, targets):
+        sampled = super().select_training_samples(proposals, targets)
+        self._sampled = sampled[:3]  # the sampled RoIs, the true instance each is matched to, its label
+        return sampled
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        result, losses = super().forward(features, proposals, image_shapes, targets)
+        if self.training:
+            (rois, matched_idxs, labels), box_features = self._sampled, self._box_features
+            self._sampled = self._box_features = None
+            represented = torch.cat([box_features, box_geometry(rois, image_shapes).to(box_features.dtype)], 1)
+            losses["loss_attributes"] = self.loss_weight * self.attribute_loss(represented, matched_idxs, labels,
+                                                                               targets)
+        else:
+            boxes = [found["boxes"] for found in result]
+            for found, values in zip(result, self.attribute_probabilities(features, boxes, image_shapes), strict=True):
+                found["attributes"] = values
+        return result, losses
+
+    def attribute_probabilities(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                                image_shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """One (N, num_attributes) tensor of probabilities per image, for its boxes."""
+        pooled = self.box_head(self.box_roi_pool(features, boxes, image_shapes))
+        represented = torch.cat([pooled, box_geometry(boxes, image_shapes).to(pooled.dtype)], 1)
+        return list(self.attribute_predictor(represented).sigmoid().split([len(b) for b in boxes]))
+
+    def attribute_loss(self, represented: torch.Tensor, matched_idxs: list[torch.Tensor],
+                       labels: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Mean BCE over the positive RoIs of instances with attributes; 0 (with a gradient) when there are none.
+
+        ``represented`` holds each sampled RoI's input to the classifier (all images, in order).
+        """
+        wanted = [target["attributes"][idxs] for idxs, target in zip(matched_idxs, targets, strict=True)]
+        wanted = torch.cat(wanted) if wanted else represented.new_zeros((0, self.attribute_predictor.out_features))
+        keep = (torch.cat(labels) > 0) & (wanted.sum(1) > 0)
+        if not bool(keep.any()):
+            # Every parameter must take part in the graph (DistributedDataParallel waits for its gradient).
+            return sum(p.sum() for p in self.attribute_predictor.parameters()) * 0.0
+        logits = self.attribute_predictor(represented[keep])
+        return torch_f.binary_cross_entropy_with_logits(logits, wanted[keep].to(logits.dtype))
+
+
+def attributes_of_boxes(model: MaskRCNN, images: list[torch.Tensor], boxes: list[torch.Tensor],
+                        ) -> list[torch.Tensor]:
+    """The attribute head's probabilities for given boxes (pixels of ``images``), e.g. the true ones.
+
+    Judges the head alone, without the detector's misses and misplaced boxes. Eval mode.
+    """
+    image_list, targets = model.transform(images, [{"boxes": b} for b in boxes])
+    features = model.backbone(image_list.tensors)
+    return model.roi_heads.attribute_probabilities(features, [t["boxes"] for t in targets], image_list.image_sizes)
 
 
 def _detector_kwargs(spec: ModelSpec) -> dict:
@@ -226,8 +341,11 @@ def _torchvision_state_dict(architecture: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(spec: ModelSpec, num_classes: int) -> MaskRCNN:
-    """A Mask R-CNN for ``num_classes`` classes (background included), initialised as ``spec.weights`` says."""
+def build_model(spec: ModelSpec, num_classes: int, num_attributes: int) -> MaskRCNN:
+    """A Mask R-CNN for ``num_classes`` classes (background included), initialised as ``spec.weights`` says.
+
+    With ``spec.attribute_head`` and ``num_attributes`` > 0 its RoI heads also predict attributes.
+    """
     kwargs = _detector_kwargs(spec)
     if spec.architecture == "maskrcnn_resnet50_fpn_v2":
         model, rpn_conv_depth = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None,
@@ -243,6 +361,8 @@ def build_model(spec: ModelSpec, num_classes: int) -> MaskRCNN:
         model, rpn_conv_depth = MaskRCNN(backbone, num_classes=num_classes, **kwargs), 1
     _set_anchors(model, spec, rpn_conv_depth)
     _set_mask_head(model, spec, num_classes, nn.BatchNorm2d if spec.architecture.endswith("_v2") else None)
+    if spec.attribute_head and num_attributes:
+        model.roi_heads = AttributeRoIHeads(model.roi_heads, num_attributes, spec.attribute_loss_weight)
     model.transform = PresizedTransform(spec.min_size, spec.max_size, model.transform.image_mean,
                                         model.transform.image_std)
     if spec.weights != "none":

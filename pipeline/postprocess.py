@@ -1,11 +1,12 @@
 """From the raw detections of one image to the masks it submits.
 
 Steps, each set by ``PostprocessParams``: keep the plain view or all TTA views; drop the
-attribute-carrying categories if the policy says so; merge detections of the same category
+attribute-carrying categories whose policy is ``drop``; merge detections of the same category
 whose boxes overlap (class-wise NMS; across views the kept detection averages the best match
 of each view); score threshold; at most ``max_detections``; paste each mask onto the
-submission grid and binarise it; give each pixel to the highest-scoring instance of its
-class; drop instances smaller than ``min_area``.
+submission grid and binarise it; name the ClassId (the category, plus under policy ``full``
+the attributes chosen from the averaged probabilities); give each pixel to the highest-scoring
+instance of its class; drop instances smaller than ``min_area``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import torch
 from torch.nn import functional as torch_f
 from torchvision.ops import box_iou
 
+from pipeline.attributes import choose, groups_of
 from pipeline.detections import Detections
+from pipeline.errors import PipelineError
+from pipeline.labels import ClassId, LabelSet
 from pipeline.predict_params import PostprocessParams
 
 
@@ -105,13 +109,38 @@ def remove_overlaps(instances: list[Instance]) -> list[Instance]:
     return result
 
 
+def check_attribute_settings(params: PostprocessParams, labels: LabelSet) -> None:
+    """Raise unless every group ``params`` names is an attribute group of ``labels``."""
+    known = groups_of(labels).names
+    if unknown := sorted({*params.group_thresh, *params.exclusive_groups} - set(known)):
+        raise PipelineError(f"postprocess names attribute groups {unknown} that the label set does not have; "
+                            f"its groups are {list(known)}")
+
+
+def class_id(category: int, probabilities: np.ndarray, params: PostprocessParams, labels: LabelSet) -> str:
+    """The ClassId string of a detection: validated by the label set, attributes sorted.
+
+    Under policy ``full`` the attributes are chosen from ``probabilities`` (one per attribute,
+    in [0, 1]); a model without an attribute head (no probabilities) predicts the category alone.
+    """
+    attributes: tuple[int, ...] = ()
+    if len(probabilities) and len(probabilities) != len(labels.attributes):
+        raise PipelineError(f"detections carry {len(probabilities)} attribute probabilities, the label set has "
+                            f"{len(labels.attributes)}: predict again with this label set")
+    if params.policy(category) == "full" and len(probabilities):
+        attributes = choose(probabilities, groups_of(labels), params.group_thresh, params.attribute_thresh,
+                            params.exclusive_groups)
+    return labels.format(ClassId(category, attributes))
+
+
 def process_image(detections: Detections, n_views: int, height: int, width: int, params: PostprocessParams,
-                  ) -> list[Instance]:
+                  labels: LabelSet) -> list[Instance]:
     """The instances to submit for one image of original size ``height`` x ``width``, on ``params``' grid."""
     if not params.tta:
         detections, n_views = detections.select(detections.views == 0), 1
-    if params.attribute_policy == "drop":
-        detections = detections.select(~np.isin(detections.categories, params.attribute_categories))
+    dropped = [c for c in params.attribute_categories if params.policy(c) == "drop"]
+    if dropped:
+        detections = detections.select(~np.isin(detections.categories, dropped))
     kept = [c for c in clusters(detections, n_views, params.nms_iou) if c.score >= params.score_thresh]
     grid_h, grid_w = params.grid_size(height, width)
     to_grid = np.array([grid_w / width, grid_h / height] * 2, np.float32)
@@ -121,5 +150,6 @@ def process_image(detections: Detections, n_views: int, height: int, width: int,
         for member in cluster.members:
             paste(detections.masks[member], detections.boxes[member] * to_grid, canvas)
         mask = canvas > params.mask_thresh * len(cluster.members)
-        instances.append(Instance(str(cluster.category), cluster.score, mask))
+        probabilities = detections.attributes[cluster.members].mean(axis=0) / 255.0
+        instances.append(Instance(class_id(cluster.category, probabilities, params, labels), cluster.score, mask))
     return [i for i in remove_overlaps(instances) if i.mask.sum() >= max(params.min_area, 1)]

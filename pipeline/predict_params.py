@@ -12,6 +12,12 @@ from pipeline.params import ParamsSection
 
 Precision = Literal["fp32", "bf16", "fp16"]
 MatchOn = Literal["class_id", "category"]
+# What a detection of an attribute-carrying category becomes: its category with the predicted attributes,
+# the category alone, or nothing (the 2019 winner dropped these categories: a ClassId without the right
+# attributes scores as a false positive and a false negative).
+Policy = Literal["full", "category", "drop"]
+# Attribute groups (pipeline.attributes) of which a garment has at most one.
+EXCLUSIVE_GROUPS = ("length", "opening type", "waistline", "fit", "textile pattern")
 # The categories that carry attributes (garments: shirt ... dress; label_descriptions.json ids 0-12).
 ATTRIBUTE_CATEGORIES = tuple(range(13))
 
@@ -47,8 +53,13 @@ class PostprocessParams(ParamsSection):
     mask_thresh: float = Field(gt=0.0, lt=1.0, description="mask probability binarisation threshold")
     min_area: int = Field(ge=0, description="pixels on the submission grid, after overlap removal")
     max_detections: int = Field(ge=1)
-    attribute_policy: Literal["keep", "drop"] = Field(
-        description="drop: never predict attribute-carrying categories (the 2019 winner's choice)")
+    attribute_policy: Policy = Field(description="for the attribute_categories: full, category or drop")
+    category_policy: dict[int, Policy] = Field(default_factory=dict,
+                                               description="per-category exceptions to attribute_policy")
+    attribute_thresh: float = Field(0.5, gt=0.0, lt=1.0, description="probability from which an attribute is chosen")
+    group_thresh: dict[str, float] = Field(default_factory=dict,
+                                           description="per attribute group exceptions to attribute_thresh")
+    exclusive_groups: tuple[str, ...] = Field(EXCLUSIVE_GROUPS, description="groups of which at most one is chosen")
     attribute_categories: tuple[int, ...] = ATTRIBUTE_CATEGORIES
     grid: str = Field(description="'512x512' (what the competition scored) or 'native' (each image's own size)")
 
@@ -58,6 +69,24 @@ class PostprocessParams(ParamsSection):
         if grid != "native" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", grid):
             raise ValueError(f"grid must be 'native' or HEIGHTxWIDTH such as '512x512', got {grid!r}")
         return grid
+
+    @model_validator(mode="after")
+    def _attribute_settings(self) -> PostprocessParams:
+        if stray := sorted(set(self.category_policy) - set(self.attribute_categories)):
+            raise ValueError(f"category_policy names categories outside attribute_categories: {stray}")
+        if bad := {name: value for name, value in self.group_thresh.items() if not 0 < value < 1}:
+            raise ValueError(f"group_thresh values must lie in (0, 1): {bad}")
+        return self
+
+    def policy(self, category: int) -> Policy | None:
+        """The policy of a category; None for categories that carry no attributes (always predicted alone)."""
+        if category not in self.attribute_categories:
+            return None
+        return self.category_policy.get(category, self.attribute_policy)
+
+    def key(self) -> str:
+        """A hashable identity (the dict fields make the model itself unhashable)."""
+        return self.model_dump_json()
 
     def grids(self, records: Iterable) -> dict[str, tuple[int, int]]:
         """The submission grid of each image (``ImageRecord``-like: image_id, height, width)."""
@@ -80,7 +109,10 @@ class TuneParams(ParamsSection):
     mask_thresh: tuple[float, ...]
     min_area: tuple[int, ...]
     max_detections: tuple[int, ...]
-    attribute_policy: tuple[Literal["keep", "drop"], ...]
+    attribute_thresh: tuple[float, ...] = Field(description="candidates, tried for each attribute group")
+    attribute_policy: tuple[Policy, ...] = Field(description="candidates, tried for each attribute category")
+    policy_images: Literal["attributed", "all"] = Field(
+        "attributed", description="validation images the attribute settings are tuned on (README, 'Attributes')")
     rounds: int = Field(ge=1, description="passes over all settings")
     max_images: int = Field(ge=1, description="validation images searched on (a seeded sample when more)")
     seed: int = 0
@@ -89,13 +121,21 @@ class TuneParams(ParamsSection):
 
     @model_validator(mode="after")
     def _non_empty(self) -> TuneParams:
-        if empty := [name for name in self.searched() if not getattr(self, name)]:
+        if empty := [name for name in (*self.searched(), *self.attribute_settings()) if not getattr(self, name)]:
             raise ValueError(f"no candidate values for: {', '.join(empty)}")
+        if any(not 0 < value < 1 for value in self.attribute_thresh):
+            raise ValueError(f"attribute_thresh candidates must lie in (0, 1), got {list(self.attribute_thresh)}")
         return self
 
     @staticmethod
     def searched() -> tuple[str, ...]:
-        return "tta", "score_thresh", "nms_iou", "mask_thresh", "min_area", "max_detections", "attribute_policy"
+        """The settings tuned on all images, each a single value of ``PostprocessParams``."""
+        return "tta", "score_thresh", "nms_iou", "mask_thresh", "min_area", "max_detections"
+
+    @staticmethod
+    def attribute_settings() -> tuple[str, ...]:
+        """The settings tuned per attribute group / category, on ``policy_images``."""
+        return "attribute_thresh", "attribute_policy"
 
 
 class EvaluateParams(ParamsSection):

@@ -31,9 +31,9 @@ class PredictionsError(PipelineError):
     """A prediction folder that is missing, incomplete or made for something else."""
 
 
-def _table(image_ids: list[str], detections: list[Detections], mask_size: int) -> pa.Table:
+def _table(image_ids: list[str], detections: list[Detections], mask_size: int, num_attributes: int) -> pa.Table:
     counts = [len(d) for d in detections]
-    merged = Detections.concat(detections, mask_size)
+    merged = Detections.concat(detections, mask_size, num_attributes)
     return pa.table({
         "image_id": pa.array(np.repeat(np.asarray(image_ids, dtype=object), counts).tolist(), pa.string()),
         "view": pa.array(merged.views, pa.int8()),
@@ -41,6 +41,7 @@ def _table(image_ids: list[str], detections: list[Detections], mask_size: int) -
         "score": pa.array(merged.scores, pa.float32()),
         **{name: pa.array(merged.boxes[:, k], pa.float32()) for k, name in enumerate(("x1", "y1", "x2", "y2"))},
         "mask": pa.array([m.tobytes() for m in merged.masks], pa.binary()),
+        "attributes": pa.array([a.tobytes() for a in merged.attributes], pa.binary()),
     })
 
 
@@ -57,6 +58,10 @@ class Predictions:
         return int(self.manifest["mask_size"])
 
     @property
+    def num_attributes(self) -> int:
+        return int(self.manifest["num_attributes"])
+
+    @property
     def views(self) -> list[str]:
         return list(self.manifest["views"])
 
@@ -68,14 +73,15 @@ class Predictions:
                                    "rerun stage predict without --limit")
 
     def by_image(self) -> dict[str, Detections]:
-        """Detections of every image (empty ones included), masks as (N, M, M) uint8."""
-        m = self.mask_size
-        result = {r.image_id: Detections.empty(m) for r in self.images}
+        """Detections of every image (empty ones included), masks as (N, M, M) and attributes as (N, A) uint8."""
+        m, a = self.mask_size, self.num_attributes
+        result = {r.image_id: Detections.empty(m, a) for r in self.images}
         for image_id, group in self.detections.groupby("image_id", sort=False):
             masks = np.frombuffer(b"".join(group["mask"]), np.uint8).reshape(len(group), m, m)
+            attributes = np.frombuffer(b"".join(group["attributes"]), np.uint8).reshape(len(group), a)
             result[image_id] = Detections(group[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
                                           group["score"].to_numpy(np.float32), group["category"].to_numpy(np.int16),
-                                          group["view"].to_numpy(np.int8), masks)
+                                          group["view"].to_numpy(np.int8), masks, attributes)
         return result
 
 
@@ -92,7 +98,8 @@ def read(folder: Path | str) -> Predictions:
     return Predictions(manifest, records, pd.read_parquet(folder / DETECTIONS))
 
 
-def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: int, views: list[str],
+def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: int, num_attributes: int,
+          views: list[str],
           predict: Callable[[list[ImageRecord]], Iterable[tuple[list[ImageRecord], list[Detections]]]],
           part_size: int, description: str = "predict") -> Predictions:
     """Predict ``records`` in parts and consolidate; resume from finished parts made with the same ``key``.
@@ -101,7 +108,8 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: 
     any grouping; parts are cut from that stream every ``part_size`` images.
     """
     folder = Path(folder)
-    manifest = {"key": key, "views": views, "mask_size": mask_size, "images": len(records)}
+    manifest = {"key": key, "views": views, "mask_size": mask_size, "num_attributes": num_attributes,
+                "images": len(records)}
     if (folder / MANIFEST).is_file() and json.loads((folder / MANIFEST).read_text()) == manifest and (
             folder / DETECTIONS).is_file():
         return read(folder)
@@ -124,10 +132,10 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: 
         pending += batch
         progress.update(len(batch_records))
         while len(pending_ids) >= part_size:
-            _write_part(parts, number, pending_ids[:part_size], pending[:part_size], mask_size)
+            _write_part(parts, number, pending_ids[:part_size], pending[:part_size], manifest)
             pending_ids, pending, number = pending_ids[part_size:], pending[part_size:], number + 1
     if pending_ids:
-        _write_part(parts, number, pending_ids, pending, mask_size)
+        _write_part(parts, number, pending_ids, pending, manifest)
     progress.close()
     return _consolidate(folder, manifest, records)
 
@@ -138,10 +146,11 @@ def _finished_parts(parts: Path) -> dict[int, list[str]]:
 
 
 def _write_part(parts: Path, number: int, records: list[ImageRecord], detections: list[Detections],
-                mask_size: int) -> None:
+                manifest: dict) -> None:
     name = f"part-{number:05d}"
     with atomic_path(parts / f"{name}.parquet") as tmp:
-        pq.write_table(_table([r.image_id for r in records], detections, mask_size), tmp)
+        pq.write_table(_table([r.image_id for r in records], detections, manifest["mask_size"],
+                              manifest["num_attributes"]), tmp)
     write_json(parts / f"{name}.json", [r.image_id for r in records])  # marks the part finished
 
 
@@ -152,7 +161,7 @@ def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Pr
     if missing := [r.image_id for r in records if r.image_id not in predicted]:
         raise PredictionsError(f"{folder}: {len(missing)} image(s) were not predicted, e.g. {missing[0]}")
     tables = [pq.read_table(parts / f"part-{n:05d}.parquet") for n in sorted(done)]
-    table = pa.concat_tables(tables) if tables else _table([], [], manifest["mask_size"])
+    table = pa.concat_tables(tables) if tables else _table([], [], manifest["mask_size"], manifest["num_attributes"])
     with atomic_path(folder / DETECTIONS) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     with atomic_path(folder / IMAGES) as tmp:

@@ -5,6 +5,12 @@ best with the others held, for a few rounds. Every evaluation re-runs post-proce
 (no model), so it costs milliseconds per image. Because thresholds tuned on a fold flatter
 that same fold, :func:`held_out_score` also tunes on one half of the images and scores the
 other half, both ways: the number to expect on unseen images.
+
+It runs in two phases. The mask and detection thresholds are tuned on all images. Then the
+attribute settings, the threshold of each attribute group and the policy (full, category,
+drop) of each attribute category, are tuned on ``tune.policy_images``: by default the images
+whose ground truth carries attributes, the regime of the competition's test set (README,
+"Attributes").
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +27,9 @@ import torch
 from torch.nn import functional as torch_f
 
 from pipeline import metric, rle
+from pipeline.attributes import groups_of
 from pipeline.detections import Detections, ImageRecord
+from pipeline.labels import LabelSet
 from pipeline.postprocess import Instance, process_image
 from pipeline.predict_params import MatchOn, PostprocessParams, TuneParams
 
@@ -46,15 +54,21 @@ def truth_on_grid(instances: pd.DataFrame, records: Sequence[ImageRecord], param
     return truth
 
 
+def attributed(records: Sequence[ImageRecord], truth: Truth) -> list[ImageRecord]:
+    """The images whose ground truth has at least one ClassId with attributes."""
+    return [r for r in records if any("_" in class_id for class_id, _ in truth[r.image_id])]
+
+
 def predict_instances(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
-                      params: PostprocessParams) -> dict[str, list[Instance]]:
-    return {r.image_id: process_image(detections[r.image_id], n_views, r.height, r.width, params) for r in records}
+                      params: PostprocessParams, labels: LabelSet) -> dict[str, list[Instance]]:
+    return {r.image_id: process_image(detections[r.image_id], n_views, r.height, r.width, params, labels)
+            for r in records}
 
 
 def image_classes(detections: Detections, record: ImageRecord, n_views: int, truth: list[metric.Labelled],
-                  params: PostprocessParams, match_on: MatchOn) -> dict[str, float]:
+                  params: PostprocessParams, labels: LabelSet, match_on: MatchOn) -> dict[str, float]:
     """The metric's per-class scores of one image under ``params``."""
-    found = process_image(detections, n_views, record.height, record.width, params)
+    found = process_image(detections, n_views, record.height, record.width, params, labels)
     return metric.image_scores(truth, [(i.class_id, metric.encode(i.mask)) for i in found], match_on)
 
 
@@ -69,10 +83,10 @@ def _start_worker(shared: tuple) -> None:
 
 
 def _score_chunk(job: tuple[PostprocessParams, MatchOn, list[ImageRecord]]) -> list[tuple[str, dict[str, float]]]:
-    detections, n_views, truth = _SHARED
+    detections, n_views, truth, labels = _SHARED
     params, match_on, chunk = job
-    return [(r.image_id, image_classes(detections[r.image_id], r, n_views, truth[r.image_id], params, match_on))
-            for r in chunk]
+    return [(r.image_id, image_classes(detections[r.image_id], r, n_views, truth[r.image_id], params, labels,
+                                       match_on)) for r in chunk]
 
 
 class Scorer:
@@ -83,8 +97,9 @@ class Scorer:
     the predictions by fork (Linux); elsewhere scoring runs in this process.
     """
 
-    def __init__(self, detections: Mapping[str, Detections], n_views: int, truth: Truth, workers: int = 1) -> None:
-        self.shared = (detections, n_views, truth)
+    def __init__(self, detections: Mapping[str, Detections], n_views: int, truth: Truth, labels: LabelSet,
+                 workers: int = 1) -> None:
+        self.shared = (detections, n_views, truth, labels)
         wanted = (os.cpu_count() or 1) if workers == 0 else workers
         self.pool = None
         if wanted > 1 and "fork" in mp.get_all_start_methods():
@@ -99,9 +114,9 @@ class Scorer:
     def __call__(self, params: PostprocessParams, records: Sequence[ImageRecord], match_on: MatchOn,
                  ) -> metric.Score:
         if self.pool is None:
-            detections, n_views, truth = self.shared
-            return metric.summarize({r.image_id: image_classes(detections[r.image_id], r, n_views,
-                                                               truth[r.image_id], params, match_on) for r in records})
+            detections, n_views, truth, labels = self.shared
+            return metric.summarize({r.image_id: image_classes(detections[r.image_id], r, n_views, truth[r.image_id],
+                                                               params, labels, match_on) for r in records})
         size = max(1, -(-len(records) // (4 * self.workers)))
         chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
         parts = self.pool.map(_score_chunk, [(params, match_on, chunk) for chunk in chunks])
@@ -123,33 +138,67 @@ class Scorer:
 @dataclass(frozen=True)
 class SearchResult:
     params: PostprocessParams
-    score: float
+    score: float  # on all images
     start_score: float
+    policy_images: int  # images the attribute settings were tuned on
+    policy_score: float | None  # on those images; None when there are none
+    policy_start_score: float | None
     evaluations: int
 
 
+# A coordinate: from the current params, the updates (model_copy) to try, one per candidate value.
+Coordinate = Callable[[PostprocessParams], list[dict]]
+
+
+def _coordinates(tune: TuneParams, start: PostprocessParams, labels: LabelSet) -> tuple[list, list]:
+    """The coordinates of the two phases: single settings; attribute group thresholds and category policies."""
+    general = [lambda p, name=name: [{name: value} for value in getattr(tune, name)] for name in tune.searched()]
+    groups = [lambda p, g=g: [{"group_thresh": {**p.group_thresh, g: v}} for v in tune.attribute_thresh]
+              for g in groups_of(labels).names]
+    policies = [lambda p, c=c: [{"category_policy": {**p.category_policy, c: v}} for v in tune.attribute_policy]
+                for c in start.attribute_categories]
+    return general, groups + policies
+
+
 def search(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
-           ) -> SearchResult:
-    """Coordinate ascent from ``start`` over ``tune``'s candidate values; ties keep the current value."""
-    seen: dict[PostprocessParams, float] = {}
+           labels: LabelSet) -> SearchResult:
+    """Coordinate ascent from ``start``: thresholds on ``records``, then attribute settings on the policy images.
 
-    def value(params: PostprocessParams) -> float:
-        if params not in seen:
-            seen[params] = scorer(params, records, tune.match_on).score
-        return seen[params]
+    Ties keep the current value.
+    """
+    truth = scorer.shared[2]
+    subsets = {"all": list(records),
+               "policy": list(records) if tune.policy_images == "all" else attributed(records, truth)}
+    seen: dict[tuple[str, str], float] = {}
 
-    best, start_score = start, value(start)
-    best_score = start_score
-    for _ in range(tune.rounds):
-        before = best
-        for name in tune.searched():
-            for candidate in getattr(tune, name):
-                trial = best.model_copy(update={name: candidate})
-                if value(trial) > best_score:
-                    best, best_score = trial, value(trial)
-        if best == before:
-            break
-    return SearchResult(best, best_score, start_score, len(seen))
+    def value(params: PostprocessParams, subset: str) -> float:
+        key = (params.key(), subset)
+        if key not in seen:
+            seen[key] = scorer(params, subsets[subset], tune.match_on).score
+        return seen[key]
+
+    def ascend(params: PostprocessParams, coordinates: list[Coordinate], subset: str) -> PostprocessParams:
+        best_score = value(params, subset)
+        for _ in range(tune.rounds):
+            before = params.key()
+            for coordinate in coordinates:
+                for update in coordinate(params):
+                    trial = params.model_copy(update=update)
+                    if value(trial, subset) > best_score:
+                        params, best_score = trial, value(trial, subset)
+            if params.key() == before:
+                break
+        return params
+
+    general, attribute = _coordinates(tune, start, labels)
+    best = ascend(start, general, "all")
+    policy_start = policy_score = None
+    if subsets["policy"]:
+        policy_start = value(best, "policy")
+        best = ascend(best, attribute, "policy")
+        policy_score = value(best, "policy")
+    return SearchResult(best, value(best, "all"), value(start, "all"), len(subsets["policy"]), policy_score,
+                        policy_start, len(seen))
 
 
 def sample(records: Sequence[ImageRecord], limit: int, seed: int) -> list[ImageRecord]:
@@ -161,14 +210,21 @@ def sample(records: Sequence[ImageRecord], limit: int, seed: int) -> list[ImageR
 
 
 def held_out_score(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
-                   ) -> float:
-    """Tune on a random half, score the other half, and the reverse; the mean over all images."""
+                   labels: LabelSet) -> tuple[float, float | None]:
+    """Tune on a random half, score the other half, and the reverse.
+
+    Returns the mean over all images and the mean over the policy images (None when there are none).
+    """
     order = np.random.default_rng(tune.seed).permutation(len(records))
     halves = [[records[i] for i in sorted(part)] for part in np.array_split(order, 2)]
-    per_image: list[float] = []
+    truth = scorer.shared[2]
+    per_image: dict[str, float] = {}
     for tune_on, score_on in ((halves[0], halves[1]), (halves[1], halves[0])):
         if not tune_on or not score_on:
             continue
-        tuned = search(scorer, tune_on, start, tune).params
-        per_image += scorer(tuned, score_on, tune.match_on).per_image.values()
-    return float(np.mean(per_image)) if per_image else float("nan")
+        tuned = search(scorer, tune_on, start, tune, labels).params
+        per_image.update(scorer(tuned, score_on, tune.match_on).per_image)
+    policy_ids = {r.image_id for r in (records if tune.policy_images == "all" else attributed(records, truth))}
+    policy = [v for k, v in per_image.items() if k in policy_ids]
+    return (float(np.mean(list(per_image.values()))) if per_image else float("nan"),
+            float(np.mean(policy)) if policy else None)

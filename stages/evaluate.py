@@ -15,6 +15,7 @@ from pipeline import evaluation, raw_predictions, tuning
 from pipeline.io import write_json
 from pipeline.labels import load_labels
 from pipeline.params import load_section
+from pipeline.postprocess import check_attribute_settings
 from pipeline.predict_params import EvaluateParams, PostprocessParams
 from stages._cli import parser, run
 
@@ -34,13 +35,16 @@ def main() -> None:
     tuned = load_section(args.tuned, "postprocess", PostprocessParams)
     params = load_section(args.params, "evaluate", EvaluateParams)
     labels = load_labels(args.labels)
+    check_attribute_settings(tuned, labels)
     predictions = raw_predictions.read(args.predictions)
     records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
     table = pd.read_parquet(args.instances)
     truth = tuning.truth_on_grid(table, records, tuned)
-    with tuning.Scorer(detections, n_views, truth, params.workers) as scorer:
+    with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
         metrics, submitted = evaluation.scores(scorer, records, default, tuned, params.match_on)
-    instances = tuning.predict_instances(detections, records, n_views, tuned)
+        metrics["attribute_policies"] = evaluation.policy_comparison(scorer, records, tuned, params.match_on)
+    metrics["attributes"] = evaluation.attribute_quality(detections, records, n_views, tuned, truth, labels)
+    instances = tuning.predict_instances(detections, records, n_views, tuned, labels)
     frame = evaluation.write_val_submission(instances, records, tuned, labels, args.val_submission)
     evaluation.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
                              submitted.per_image, labels, params.gallery_size)
@@ -48,6 +52,12 @@ def main() -> None:
     print(f"validation ({len(records)} images, {len(frame)} rows, match on {params.match_on}): "
           f"default {metrics['default_tta']:.4f} with TTA / {metrics['default_no_tta']:.4f} without; "
           f"tuned {metrics['tuned_tta']:.4f} / {metrics['tuned_no_tta']:.4f}; submitted {metrics['submitted']:.4f}")
+    for subset, row in metrics["attribute_policies"].items():
+        print(f"  {subset} ({row['images']}): " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "images"))
+    quality = metrics["attributes"]
+    print(f"  attributes of {quality['found']} found garments ({quality['missed']} missed): exact set "
+          f"{quality['exact_set']:.3f}; micro F1 " + ", ".join(f"{g} {v['micro_f1']:.2f}"
+                                                         for g, v in quality["groups"].items()))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ from pipeline.inference import (
     load_model,
     make_views,
     mask_size,
+    num_attributes,
     predict_files,
     prediction_key,
     records_of,
     resolve_device,
 )
+from pipeline.labels import load_labels
 from pipeline.model import ModelSpec
 from pipeline.params import load_section
 from pipeline.predict_params import PredictParams
@@ -40,6 +42,7 @@ def main() -> None:
     cli.add_argument("--train-images", type=Path, required=True, help="folder of the original train images")
     cli.add_argument("--sample-submission", type=Path, required=True, help="sample_submission.csv (test ImageIds)")
     cli.add_argument("--test-images", type=Path, required=True, help="folder of the test images")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--out", type=Path, required=True, help="writes <out>/val and <out>/test")
     cli.add_argument("--limit", type=int, help="smoke runs: the first N images of each split only")
     args = cli.parse_args()
@@ -55,13 +58,13 @@ def main() -> None:
     }
     checkpoint = checkpoint_path(args.run_dir, params.checkpoint)
     device = resolve_device(params.device)
-    model = load_model(checkpoint, spec, device)
+    model = load_model(checkpoint, spec, device, len(load_labels(args.labels).attributes))
     views = make_views(params.scales, params.hflip)
     predict = predict_files(model, spec, views, params.batch_size, params.workers, device, params.precision)
     for name, (records, image_dir) in splits.items():
         records = records[: args.limit] if args.limit else records
         key = prediction_key(checkpoint, spec, params, records)
-        result = raw_predictions.write(args.out / name, key, records, mask_size(model),
+        result = raw_predictions.write(args.out / name, key, records, mask_size(model), num_attributes(model),
                                        [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")
         print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "

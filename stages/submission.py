@@ -11,6 +11,7 @@ from pathlib import Path
 from pipeline import raw_predictions, submission, tuning
 from pipeline.labels import load_labels
 from pipeline.params import load_section
+from pipeline.postprocess import check_attribute_settings
 from pipeline.predict_params import PostprocessParams
 from stages._cli import parser, run
 
@@ -25,12 +26,14 @@ def main() -> None:
     cli.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     args = cli.parse_args()
     params = load_section(args.tuned, "postprocess", PostprocessParams)
+    labels = load_labels(args.labels)
+    check_attribute_settings(params, labels)
     predictions = raw_predictions.read(args.predictions)
     records = submission.test_records(args.sample_submission, args.test_images)
     predictions.require(records, args.predictions)
-    instances = tuning.predict_instances(predictions.by_image(), records, len(predictions.views), params)
+    instances = tuning.predict_instances(predictions.by_image(), records, len(predictions.views), params, labels)
     frame = submission.frame(instances, records)
-    submission.write(frame, args.out, params.grids(records), load_labels(args.labels))
+    submission.write(frame, args.out, params.grids(records), labels)
     empty = sum(not found for found in instances.values())
     print(f"{args.out}: {len(frame)} rows for {len(records)} test images ({empty} without a prediction), "
           f"grid {params.grid}, valid")

@@ -43,14 +43,16 @@ def main() -> None:
     spec = load_section(args.params, "model", ModelSpec)
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "train", TrainParams)
-    num_classes = len(load_labels(args.labels).categories) + 1
+    labels = load_labels(args.labels)
+    num_classes, num_attributes = len(labels.categories) + 1, len(labels.attributes)
     train_ids, val_ids = split(pd.read_csv(args.folds), params.fold, str(args.folds))
     instances = pd.read_parquet(args.instances)
     train_ids = train_ids[: args.limit] if args.limit else train_ids
     train_set = InstanceDataset(instances[instances.image_id.isin(train_ids)], args.images, spec.min_size,
-                                spec.max_size, Augment(augment))
-    val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size)
-    result = train(spec, params, augment, num_classes, train_set, val_set, args.run_dir, args.live_dir,
+                                spec.max_size, num_attributes, Augment(augment))
+    val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size,
+                              num_attributes)
+    result = train(spec, params, augment, num_classes, num_attributes, train_set, val_set, args.run_dir, args.live_dir,
                    resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline)
     if not result.main_process:
         return

@@ -16,7 +16,9 @@ import yaml
 
 from pipeline import raw_predictions, tuning
 from pipeline.io import atomic_path, write_json
+from pipeline.labels import load_labels
 from pipeline.params import load_section
+from pipeline.postprocess import check_attribute_settings
 from pipeline.predict_params import PostprocessParams, TuneParams
 from stages._cli import parser, run
 
@@ -25,31 +27,45 @@ def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--predictions", type=Path, required=True, help="validation predictions (stage predict)")
     cli.add_argument("--instances", type=Path, required=True, help="prepared instance table (the ground truth)")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--out", type=Path, required=True, help="the tuned postprocess section (YAML)")
     cli.add_argument("--metrics", type=Path, required=True, help="JSON metrics of the search")
     args = cli.parse_args()
     start = load_section(args.params, "postprocess", PostprocessParams)
     params = load_section(args.params, "tune", TuneParams)
+    labels = load_labels(args.labels)
+    check_attribute_settings(start, labels)
     predictions = raw_predictions.read(args.predictions)
     records = tuning.sample(predictions.images, params.max_images, params.seed)
     detections, n_views = predictions.by_image(), len(predictions.views)
     truth = tuning.truth_on_grid(pd.read_parquet(args.instances), records, start)
     began = time.perf_counter()
-    with tuning.Scorer(detections, n_views, truth, params.workers) as scorer:
-        found = tuning.search(scorer, records, start, params)
-        held_out = tuning.held_out_score(scorer, records, start, params)
+    with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
+        found = tuning.search(scorer, records, start, params, labels)
+        held_out, held_out_policy = tuning.held_out_score(scorer, records, start, params, labels)
     seconds = time.perf_counter() - began
     with atomic_path(args.out) as tmp:
         tmp.write_text("# Written by stage tune: the best post-processing on the validation fold.\n"
                        + yaml.safe_dump({"postprocess": found.params.model_dump(mode="json")}, sort_keys=False))
     write_json(args.metrics, {"images": len(records), "match_on": params.match_on,
                               "default": round(found.start_score, 5), "tuned": round(found.score, 5),
-                              "tuned_held_out": round(held_out, 5), "evaluations": found.evaluations,
-                              "seconds": round(seconds, 1)})
+                              "tuned_held_out": round(held_out, 5),
+                              "policy_images": {"which": params.policy_images, "images": found.policy_images,
+                                                "before_attribute_tuning": _rounded(found.policy_start_score),
+                                                "tuned": _rounded(found.policy_score),
+                                                "tuned_held_out": _rounded(held_out_policy)},
+                              "evaluations": found.evaluations, "seconds": round(seconds, 1)})
     changed = {k: v for k, v in found.params.model_dump().items() if v != getattr(start, k)}
     print(f"tuned on {len(records)} images in {seconds:.0f} s, {scorer.workers} process(es), "
           f"{found.evaluations} evaluations: {found.start_score:.4f} -> {found.score:.4f} "
-          f"(held-out estimate {held_out:.4f}); changed {changed}")
+          f"(held-out estimate {held_out:.4f}); attribute settings on {found.policy_images} {params.policy_images} "
+          f"images: {_rounded(found.policy_start_score)} -> {_rounded(found.policy_score)} "
+          f"(held-out {_rounded(held_out_policy)}); "
+          f"changed {changed}")
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
 
 
 if __name__ == "__main__":

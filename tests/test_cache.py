@@ -45,8 +45,8 @@ def test_images_are_downscaled_to_the_largest_training_size_and_masks_follow(sma
 def test_training_reads_the_cache_like_the_originals(small_instances, small_dataset, tmp_path):
     build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
     table = pd.read_parquet(tmp_path / "cache" / "instances.parquet")
-    cached = InstanceDataset(table, tmp_path / "cache" / "images", 64, 96)
-    original = InstanceDataset(small_instances, small_dataset / "train", 64, 96)
+    cached = InstanceDataset(table, tmp_path / "cache" / "images", 64, 96, 92)
+    original = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92)
     intersection = union = 0
     for index in range(6):
         image_a, target_a, _ = cached[index]

@@ -29,7 +29,7 @@ def test_boxes_use_pixel_edges_so_thin_objects_keep_a_positive_size():
 @settings(max_examples=25, deadline=None)
 @given(index=st.integers(0, 19), seed=st.integers(0, 2**31 - 1))
 def test_augmented_items_are_consistent_and_reproducible(small_instances, small_dataset, index, seed):
-    dataset = InstanceDataset(small_instances, small_dataset / "train", 64, 96, Augment(AUGMENT))
+    dataset = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92, Augment(AUGMENT))
     image, target, meta = dataset[(index, seed)]
     assert image.dtype == torch.float32 and image.min() >= 0 and image.max() <= 1
     assert target["masks"].shape[-2:] == image.shape[-2:]
@@ -38,13 +38,16 @@ def test_augmented_items_are_consistent_and_reproducible(small_instances, small_
     rows = small_instances[small_instances.image_id == meta["image_id"]]
     assert len(target["labels"]) + meta["dropped"] == len(rows)
     assert set(target["labels"].tolist()) <= set((rows.category + 1).tolist())
+    assert target["attributes"].shape == (len(target["labels"]), 92)
+    kept = [tuple(t.nonzero().flatten().tolist()) for t in target["attributes"]]
+    assert set(kept) <= {tuple(sorted(a)) for a in rows.attributes}, "each instance keeps its own attributes"
     again = dataset[(index, seed)]
     assert torch.equal(image, again[0]) and torch.equal(target["masks"], again[1]["masks"])
 
 
 def test_the_scale_follows_min_and_max_size_and_jitters_within_range(small_instances, small_dataset):
-    plain = InstanceDataset(small_instances, small_dataset / "train", 64, 96)
-    jittered = InstanceDataset(small_instances, small_dataset / "train", 64, 96,
+    plain = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92)
+    jittered = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92,
                                Augment(AugmentParams(hflip=False, scale_range=(0.5, 1.5), color_jitter=0)))
     item = plain.images[0]
     scale = fit_scale(item.height, item.width, 64, 96)
@@ -57,8 +60,8 @@ def test_the_scale_follows_min_and_max_size_and_jitters_within_range(small_insta
 
 def test_flip_moves_image_and_masks_together(small_instances, small_dataset):
     flip_only = Augment(AugmentParams(hflip=True, scale_range=(1.0, 1.0), color_jitter=0))
-    plain = InstanceDataset(small_instances, small_dataset / "train", 64, 96)
-    augmented = InstanceDataset(small_instances, small_dataset / "train", 64, 96, flip_only)
+    plain = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92)
+    augmented = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92, flip_only)
     image, target, _ = plain[3]
     outcomes = set()
     for seed in range(8):
@@ -76,16 +79,16 @@ def test_instances_that_vanish_when_resized_are_dropped_and_counted(small_instan
     speck = np.zeros((height, width), dtype=np.uint8)
     speck[1, 1] = 1
     rows = pd.concat([rows, rows.iloc[[0]].assign(rle=rle.encode(speck), category=5)], ignore_index=True)
-    dataset = InstanceDataset(rows, small_dataset / "train", 32, 40)
+    dataset = InstanceDataset(rows, small_dataset / "train", 32, 40, 92)
     _, target, meta = dataset[0]
     assert meta["dropped"] >= 1
     assert len(target["labels"]) + meta["dropped"] == len(rows)
-    full = InstanceDataset(rows, small_dataset / "train", max(height, width) * 2, max(height, width) * 2)
+    full = InstanceDataset(rows, small_dataset / "train", max(height, width) * 2, max(height, width) * 2, 92)
     assert full[0][2]["dropped"] == 0 and 6 in full[0][1]["labels"].tolist()
 
 
 def test_missing_corrupt_or_resized_images_name_the_file(small_instances, dataset_copy):
-    dataset = InstanceDataset(small_instances, dataset_copy / "train", 64, 96)
+    dataset = InstanceDataset(small_instances, dataset_copy / "train", 64, 96, 92)
     ids = dataset.image_ids
     (dataset_copy / "train" / ids[0]).unlink()
     (dataset_copy / "train" / ids[1]).write_bytes(b"\xff\xd8\xff garbage")
@@ -95,4 +98,4 @@ def test_missing_corrupt_or_resized_images_name_the_file(small_instances, datase
         dataset[1]
     wrong = small_instances[small_instances.image_id == ids[2]].assign(height=7)
     with pytest.raises(DataError, match=f"{ids[2]}: image is .* the table says"):
-        InstanceDataset(wrong, dataset_copy / "train", 64, 96)[0]
+        InstanceDataset(wrong, dataset_copy / "train", 64, 96, 92)[0]

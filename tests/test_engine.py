@@ -34,12 +34,12 @@ def datasets(instances, image_dir: Path, n_train: int = 6, n_val: int = 3) -> tu
     ids = sorted(instances.image_id.unique())
     train_rows = instances[instances.image_id.isin(ids[:n_train])]
     val_rows = instances[instances.image_id.isin(ids[n_train : n_train + n_val])]
-    return (InstanceDataset(train_rows, image_dir, SPEC.min_size, SPEC.max_size, Augment(AUGMENT)),
-            InstanceDataset(val_rows, image_dir, SPEC.min_size, SPEC.max_size))
+    return (InstanceDataset(train_rows, image_dir, SPEC.min_size, SPEC.max_size, 92, Augment(AUGMENT)),
+            InstanceDataset(val_rows, image_dir, SPEC.min_size, SPEC.max_size, 92))
 
 
 def run(tmp: Path, data, params: TrainParams = TRAIN, **kwargs):
-    return train(SPEC, params, AUGMENT, 47, *data, tmp / "run", tmp / "live", **kwargs)
+    return train(SPEC, params, AUGMENT, 47, 92, *data, tmp / "run", tmp / "live", **kwargs)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -104,8 +104,8 @@ def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
                      anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=50,
                      box_score_thresh=0.0, box_detections_per_img=20)
     torch.manual_seed(0)
-    torch.save({"model": build_model(spec, 47).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
-    model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"))
+    torch.save({"model": build_model(spec, 47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"), 92)
     records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
     images = [torch.randint(0, 255, (3, r.height, r.width), dtype=torch.uint8) for r in records]
     found = predict_batch(model, images, records, make_views((1.0, 1.2), True), MIN_SIZE, MAX_SIZE,
@@ -117,15 +117,16 @@ def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
         assert (detections.boxes[:, [1, 3]] <= record.height + 1e-3).all()
         assert detections.categories.min() >= 0 and detections.categories.max() < 46
         assert set(detections.views.tolist()) <= {0, 1, 2, 3}
+        assert detections.attributes.shape == (len(detections), 92) and detections.attributes.dtype == np.uint8
 
 
 def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     small = ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=MIN_SIZE, max_size=MAX_SIZE,
                       anchor_sizes=(8, 16, 32, 64, 128))
-    torch.save({"model": build_model(small, 47).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    torch.save({"model": build_model(small, 47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
     other = ModelSpec(**{**small.__dict__, "mask_head_layers": (64,)})
     with pytest.raises(Exception, match="does not fit the model section of params.yaml"):
-        load_model(tmp_path / "best.pt", other, torch.device("cpu"))
+        load_model(tmp_path / "best.pt", other, torch.device("cpu"), 92)
 
 
 def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):

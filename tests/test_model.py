@@ -29,15 +29,17 @@ def one_image() -> tuple[list[torch.Tensor], list[dict]]:
     masks[1, 30:60, 50:90] = 1
     image[:, masks[0].bool()] += torch.tensor([0.7, 0.1, 0.1])[:, None]
     image[:, masks[1].bool()] += torch.tensor([0.1, 0.1, 0.7])[:, None]
+    attributes = torch.zeros(2, 92)
+    attributes[0, [20, 61]] = 1  # the category-2 instance carries attributes, the category-23 one none
     target = {"boxes": torch.tensor([[10.0, 8, 40, 40], [50, 30, 90, 60]]), "labels": torch.tensor([3, 24]),
-              "masks": masks}
+              "masks": masks, "attributes": attributes}
     return [image], [target]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_loss_goes_down_on_one_repeated_image(architecture):
     torch.manual_seed(0)
-    model = build_model(tiny_spec(architecture), num_classes=47).train()
+    model = build_model(tiny_spec(architecture), num_classes=47, num_attributes=92).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images, targets = one_image()
     losses = []
@@ -53,21 +55,21 @@ def test_loss_goes_down_on_one_repeated_image(architecture):
 
 def test_geometry_and_roi_budgets_come_from_the_spec():
     spec = tiny_spec(aspect_ratios=(0.25, 0.5, 1.0, 2.0), box_detections_per_img=7, rpn_pre_nms_top_n_test=123)
-    model = build_model(spec, num_classes=47)
+    model = build_model(spec, num_classes=47, num_attributes=92)
     assert model.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
     assert model.rpn.head.cls_logits.out_channels == 4
     assert model.roi_heads.detections_per_img == 7
     assert model.rpn._pre_nms_top_n["testing"] == 123
     assert (model.transform.min_size, model.transform.max_size) == ((64,), 96)
     assert model.roi_heads.box_predictor.cls_score.out_features == 47
-    light = build_model(tiny_spec(mask_head_layers=(128, 64)), num_classes=47)
+    light = build_model(tiny_spec(mask_head_layers=(128, 64)), num_classes=47, num_attributes=92)
     convs = [m for m in light.roi_heads.mask_head.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [128, 64]
     assert light.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 47
 
 
 def test_training_images_are_not_resized_again_but_inference_images_are():
-    model = build_model(tiny_spec(), num_classes=47)
+    model = build_model(tiny_spec(), num_classes=47, num_attributes=92)
     image = torch.rand(3, 50, 70)
     model.train()
     assert model.transform.resize(image)[0].shape == image.shape
@@ -89,12 +91,12 @@ def test_params_section_validates_the_spec(tmp_path):
 
 def test_state_dict_with_other_classes_loads_what_fits_and_says_what_it_did(tmp_path, caplog):
     torch.manual_seed(1)
-    source = build_model(tiny_spec(), num_classes=91)
+    source = build_model(tiny_spec(), num_classes=91, num_attributes=92)
     path = tmp_path / "coco_like.pt"
     torch.save(source.state_dict(), path)
     torch.manual_seed(2)
     with caplog.at_level(logging.INFO, logger="pipeline.model"):
-        model = build_model(tiny_spec(weights=str(path)), num_classes=47)
+        model = build_model(tiny_spec(weights=str(path)), num_classes=47, num_attributes=92)
     theirs, ours = source.state_dict(), model.state_dict()
     for key in ("backbone.body.layer1.0.conv1.weight", "backbone.fpn.layer_blocks.0.0.weight",
                 "rpn.head.cls_logits.weight", "roi_heads.mask_head.0.0.weight",
@@ -111,10 +113,10 @@ def test_state_dict_with_other_classes_loads_what_fits_and_says_what_it_did(tmp_
 
 
 def test_our_checkpoint_dict_is_accepted_as_initial_weights(tmp_path):
-    source = build_model(tiny_spec(), num_classes=47)
+    source = build_model(tiny_spec(), num_classes=47, num_attributes=92)
     path = tmp_path / "best.pt"
     torch.save({"model": source.state_dict(), "score": {"mask_ap": 0.3}}, path)
-    model = build_model(tiny_spec(weights=str(path)), num_classes=47)
+    model = build_model(tiny_spec(weights=str(path)), num_classes=47, num_attributes=92)
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), model.state_dict().values(),
                                                   strict=True))
 
@@ -125,14 +127,14 @@ def test_unreadable_weights_name_the_file(tmp_path, content):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(WeightsError, match="weights.pt"):
-        build_model(tiny_spec(weights=str(path)), num_classes=47)
+        build_model(tiny_spec(weights=str(path)), num_classes=47, num_attributes=92)
 
 
 def test_weights_only_loading_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"x": torch.zeros(1)}, "code": Fraction(1, 3)}, path)  # any class outside the allow-list
     with pytest.raises(WeightsError, match="evil.pt: cannot read weights"):
-        build_model(tiny_spec(weights=str(path)), num_classes=47)
+        build_model(tiny_spec(weights=str(path)), num_classes=47, num_attributes=92)
 
 
 def test_offline_torchvision_weights_give_advice(monkeypatch):
@@ -143,11 +145,12 @@ def test_offline_torchvision_weights_give_advice(monkeypatch):
 
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
     with pytest.raises(WeightsError, match="set model.weights to the file's path"):
-        build_model(tiny_spec("maskrcnn_resnet50_fpn_v2", weights="torchvision"), num_classes=47)
+        build_model(tiny_spec("maskrcnn_resnet50_fpn_v2", weights="torchvision"), num_classes=47, num_attributes=92)
 
 
 def test_fine_tuning_freezes_batchnorm_and_the_lower_backbone():
-    model = build_model(tiny_spec(freeze_batchnorm=True, trainable_backbone_layers=3), num_classes=47)
+    model = build_model(tiny_spec(freeze_batchnorm=True, trainable_backbone_layers=3), num_classes=47,
+                        num_attributes=92)
     body = model.backbone.body
     assert isinstance(body.bn1, FrozenBatchNorm2d) and isinstance(body.layer4[0].bn1, FrozenBatchNorm2d)
     assert not any(p.requires_grad for n, p in body.named_parameters() if n.startswith(("conv1", "layer1")))

@@ -10,21 +10,23 @@ from hypothesis import strategies as st
 from torchvision.ops import batched_nms
 
 from pipeline.detections import Detections
+from pipeline.labels import load_labels
 from pipeline.postprocess import Instance, clusters, paste, process_image, remove_overlaps
 from pipeline.predict_params import PostprocessParams
 
 PARAMS = PostprocessParams(tta=True, score_thresh=0.0, nms_iou=0.5, mask_thresh=0.5, min_area=0,
-                           max_detections=100, attribute_policy="keep", grid="native")
+                           max_detections=100, attribute_policy="category", grid="native")
+LABELS = load_labels()
 FULL = np.full((28, 28), 255, np.uint8)
 
 
 def detections(rows: list[tuple[int, float, tuple[float, float, float, float], int]]) -> Detections:
     """(category, score, box, view) per detection, each with a mask filling its box."""
     if not rows:
-        return Detections.empty(28)
+        return Detections.empty(28, 92)
     return Detections(np.array([r[2] for r in rows], np.float32), np.array([r[1] for r in rows], np.float32),
                       np.array([r[0] for r in rows], np.int16), np.array([r[3] for r in rows], np.int8),
-                      np.stack([FULL] * len(rows)))
+                      np.stack([FULL] * len(rows)), np.zeros((len(rows), 92), np.uint8))
 
 
 @st.composite
@@ -92,33 +94,34 @@ def test_a_box_outside_the_image_pastes_nothing():
 def test_thresholds_and_limits_apply():
     found = detections([(14, 0.9, (0, 0, 20, 20), 0), (15, 0.4, (30, 30, 40, 40), 0), (16, 0.7, (50, 50, 52, 52), 0),
                         (17, 0.8, (60, 0, 90, 30), 0)])
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5}))
+    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17", "16"]
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5, "min_area": 10}))
+    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5, "min_area": 10}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17"], "the 2x2 detection is below min_area"
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"max_detections": 2}))
+    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"max_detections": 2}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17"]
 
 
 def test_the_drop_policy_removes_attribute_categories_only():
     found = detections([(0, 0.9, (0, 0, 20, 20), 0), (12, 0.8, (30, 30, 50, 50), 0), (13, 0.7, (60, 60, 80, 80), 0),
                         (33, 0.6, (0, 60, 20, 80), 0)])
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"attribute_policy": "drop"}))
+    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"attribute_policy": "drop"}), LABELS)
     assert [i.class_id for i in kept] == ["13", "33"]
-    assert len(process_image(found, 1, 100, 100, PARAMS)) == 4
+    assert len(process_image(found, 1, 100, 100, PARAMS, LABELS)) == 4
 
 
 def test_without_tta_only_the_plain_view_counts():
     found = detections([(3, 0.8, (10, 10, 50, 50), 0), (4, 0.9, (60, 60, 90, 90), 1)])
-    assert [i.class_id for i in process_image(found, 2, 100, 100, PARAMS.model_copy(update={"tta": False}))] == ["3"]
-    with_tta = process_image(found, 2, 100, 100, PARAMS)
+    plain = process_image(found, 2, 100, 100, PARAMS.model_copy(update={"tta": False}), LABELS)
+    assert [i.class_id for i in plain] == ["3"]
+    with_tta = process_image(found, 2, 100, 100, PARAMS, LABELS)
     assert [(i.class_id, i.score) for i in with_tta] == [("4", pytest.approx(0.45)), ("3", pytest.approx(0.4))]
 
 
 @pytest.mark.parametrize("grid,expected", [("native", (100, 200)), ("512x512", (512, 512)), ("64x32", (64, 32))])
 def test_masks_are_drawn_on_the_submission_grid(grid, expected):
     found = detections([(5, 0.9, (50, 25, 150, 75), 0)])  # the middle half of a 100 x 200 image
-    (instance,) = process_image(found, 1, 100, 200, PARAMS.model_copy(update={"grid": grid}))
+    (instance,) = process_image(found, 1, 100, 200, PARAMS.model_copy(update={"grid": grid}), LABELS)
     assert instance.mask.shape == expected
     rows, cols = np.nonzero(instance.mask)
     height, width = expected

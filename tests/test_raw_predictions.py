@@ -18,7 +18,8 @@ def fake_detections(record: ImageRecord) -> Detections:
     n = int(record.image_id[:2]) % 4
     boxes = np.sort(rng.uniform(0, 80, (n, 4)).astype(np.float32).reshape(n, 2, 2), axis=1).reshape(n, 4)
     return Detections(boxes, rng.uniform(0, 1, n).astype(np.float32), rng.integers(0, 46, n).astype(np.int16),
-                      rng.integers(0, 2, n).astype(np.int8), rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+                      rng.integers(0, 2, n).astype(np.int8), rng.integers(0, 256, (n, 28, 28)).astype(np.uint8),
+                      rng.integers(0, 256, (n, 92)).astype(np.uint8))
 
 
 class Predictor:
@@ -38,11 +39,11 @@ class Predictor:
 
 
 def write(folder, predictor, key=KEY, part_size=3):
-    return raw_predictions.write(folder, key, RECORDS, 28, ["x1", "x1-flip"], predictor, part_size)
+    return raw_predictions.write(folder, key, RECORDS, 28, 92, ["x1", "x1-flip"], predictor, part_size)
 
 
 def assert_same(a: Detections, b: Detections) -> None:
-    for field in ("boxes", "scores", "categories", "views", "masks"):
+    for field in ("boxes", "scores", "categories", "views", "masks", "attributes"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
 
 
@@ -88,5 +89,5 @@ def test_reading_an_unfinished_folder_is_a_clear_error(tmp_path):
 
 
 def test_no_images_make_an_empty_but_finished_folder(tmp_path):
-    result = raw_predictions.write(tmp_path / "test", KEY, [], 28, ["x1"], Predictor(), 3)
+    result = raw_predictions.write(tmp_path / "test", KEY, [], 28, 92, ["x1"], Predictor(), 3)
     assert result.images == [] and len(result.detections) == 0 and result.by_image() == {}

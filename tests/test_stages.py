@@ -173,19 +173,19 @@ def test_predict_tune_evaluate_and_submission_stages_chain(small_instances, smal
     spec = ModelSpec(**{**spec_params["model"], "anchor_sizes": tuple(spec_params["model"]["anchor_sizes"])})
     torch.manual_seed(0)
     (tmp_path / "run").mkdir()
-    torch.save({"model": build_model(spec, 47).state_dict(), "num_classes": 47}, tmp_path / "run" / "best.pt")
+    torch.save({"model": build_model(spec, 47, 92).state_dict(), "num_classes": 47}, tmp_path / "run" / "best.pt")
     common = ["--params", str(params)]
     labels = ["--labels", str(small_dataset / "label_descriptions.json")]
     predicted = stage("predict", *common, "--run-dir", str(tmp_path / "run"),
                       "--instances", str(tmp_path / "instances.parquet"), "--folds", str(tmp_path / "folds.csv"),
                       "--train-images", str(small_dataset / "train"),
                       "--sample-submission", str(small_dataset / "sample_submission.csv"),
-                      "--test-images", str(small_dataset / "test"), "--out", str(tmp_path / "predictions"))
+                      "--test-images", str(small_dataset / "test"), *labels, "--out", str(tmp_path / "predictions"))
     assert predicted.returncode == 0, predicted.stderr
     assert "x1, x1.2, x1-flip, x1.2-flip" in predicted.stdout
     tuned = stage("tune", *common, "--predictions", str(tmp_path / "predictions" / "val"),
-                  "--instances", str(tmp_path / "instances.parquet"), "--out", str(tmp_path / "postprocess.yaml"),
-                  "--metrics", str(tmp_path / "tune.json"))
+                  "--instances", str(tmp_path / "instances.parquet"), *labels,
+                  "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"))
     assert tuned.returncode == 0, tuned.stderr
     search = json.loads((tmp_path / "tune.json").read_text())
     assert search["tuned"] >= search["default"] and 0 <= search["tuned_held_out"] <= 1
@@ -195,7 +195,11 @@ def test_predict_tune_evaluate_and_submission_stages_chain(small_instances, smal
                       "--val-submission", str(tmp_path / "val.csv"), "--gallery", str(tmp_path / "gallery"))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert {"default_tta", "default_no_tta", "tuned_tta", "tuned_no_tta", "submitted", "per_class"} <= set(report)
+    assert {"default_tta", "default_no_tta", "tuned_tta", "tuned_no_tta", "submitted", "per_class",
+            "attribute_policies", "attributes"} <= set(report)
+    policies = report["attribute_policies"]["all_images"]
+    assert set(policies) == {"images", "drop", "category", "full", "tuned"}
+    assert policies["tuned"] == pytest.approx(report["submitted"], abs=1e-4)
     assert report["submitted"] == pytest.approx(search["tuned"], abs=1e-4), "evaluate scores what tune chose"
     assert len(list((tmp_path / "gallery").glob("*.png"))) == 2
     val_rows = pd.read_csv(tmp_path / "val.csv", keep_default_na=False)
@@ -220,8 +224,8 @@ def test_submission_refuses_predictions_that_miss_test_images(small_instances, s
     from pipeline.submission import test_records
 
     records = test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
-    raw_predictions.write(tmp_path / "test", {}, records[:-1], 28, ["x1"],
-                          lambda todo: iter([(todo, [Detections.empty(28) for _ in todo])]), 8)
+    raw_predictions.write(tmp_path / "test", {}, records[:-1], 28, 92, ["x1"],
+                          lambda todo: iter([(todo, [Detections.empty(28, 92) for _ in todo])]), 8)
     (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"postprocess": yaml.safe_load(
         (REPO / "params.yaml").read_text())["postprocess"]}))
     done = stage("submission", "--predictions", str(tmp_path / "test"),

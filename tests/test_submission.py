@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import kaggle_submit, rle, submission
 from pipeline.detections import ImageRecord
@@ -56,7 +57,7 @@ def _params(grid: str):
     from pipeline.predict_params import PostprocessParams
 
     return PostprocessParams(tta=False, score_thresh=0.5, nms_iou=0.5, mask_thresh=0.5, min_area=0,
-                             max_detections=10, attribute_policy="keep", grid=grid)
+                             max_detections=10, attribute_policy="category", grid=grid)
 
 
 def test_a_written_submission_reads_back_valid_with_its_empty_row(tmp_path):
@@ -165,8 +166,7 @@ def submit_stage(tmp_path: Path, submission_csv: Path, sample: Path, images: Pat
 def test_submit_validates_first_then_needs_credentials(small_dataset, tmp_path):
     records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
     tuned = tmp_path / "tuned.yaml"
-    tuned.write_text("postprocess:\n" + "".join(f"  {k}: {v}\n" for k, v in _params("16x16").model_dump(
-        exclude={"attribute_categories"}).items()))
+    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
     bad = tmp_path / "bad.csv"
     submission.frame({}, records[1:]).to_csv(bad, index=False)
     done = submit_stage(tmp_path, bad, small_dataset / "sample_submission.csv", small_dataset / "test", tuned)

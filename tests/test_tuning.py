@@ -8,12 +8,15 @@ import pytest
 
 from pipeline import rle, tuning
 from pipeline.detections import Detections, ImageRecord
+from pipeline.labels import load_labels
 from pipeline.predict_params import PostprocessParams, TuneParams
 
 START = PostprocessParams(tta=True, score_thresh=0.1, nms_iou=0.5, mask_thresh=0.5, min_area=0, max_detections=100,
-                          attribute_policy="keep", grid="native")
+                          attribute_policy="category", grid="native")
 TUNE = TuneParams(tta=(True, False), score_thresh=(0.1, 0.2, 0.4, 0.6), nms_iou=(0.5,), mask_thresh=(0.5,),
-                  min_area=(0,), max_detections=(100,), attribute_policy=("keep", "drop"), rounds=2, max_images=100)
+                  min_area=(0,), max_detections=(100,), attribute_thresh=(0.5,), attribute_policy=("category", "drop"),
+                  rounds=2, max_images=100)
+LABELS = load_labels()
 FULL = np.full((28, 28), 255, np.uint8)
 
 
@@ -32,27 +35,30 @@ def scene(n_images: int = 6):
                      "rle": rle.encode(square(10, 10, 20))})
         detections[r.image_id] = Detections(np.array([[10, 10, 30, 30], [40, 40, 60, 60]], np.float32),
                                             np.array([0.9, 0.3], np.float32), np.array([5, 7], np.int16),
-                                            np.array([0, 0], np.int8), np.stack([FULL, FULL]))
+                                            np.array([0, 0], np.int8), np.stack([FULL, FULL]),
+                                            np.zeros((2, 92), np.uint8))
     return records, detections, pd.DataFrame(rows)
 
 
 def test_the_search_finds_the_threshold_that_removes_the_false_positive():
     records, detections, table = scene()
-    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START))
+    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
     start = scorer(START, records, "class_id").score
     assert start == pytest.approx(0.5), "one true positive and one false positive per image"
-    found = tuning.search(scorer, records, START, TUNE)
+    found = tuning.search(scorer, records, START, TUNE, LABELS)
     assert found.start_score == pytest.approx(start)
     assert found.params.score_thresh == 0.4 and found.score == pytest.approx(1.0)
-    assert found.params.tta is True and found.params.attribute_policy == "keep", "ties keep the current value"
-    assert tuning.held_out_score(scorer, records, START, TUNE) == pytest.approx(1.0)
+    assert found.params.tta is True and found.params.category_policy == {}, "ties keep the current value"
+    assert found.policy_images == 0, "no image carries attributes"
+    held_out, held_out_policy = tuning.held_out_score(scorer, records, START, TUNE, LABELS)
+    assert held_out == pytest.approx(1.0) and held_out_policy is None
 
 
 def test_the_search_never_ends_below_its_start():
     records, detections, table = scene()
-    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START))
+    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
     worse = TUNE.model_copy(update={"score_thresh": (0.95,), "attribute_policy": ("drop",)})
-    found = tuning.search(scorer, records, START, worse)
+    found = tuning.search(scorer, records, START, worse, LABELS)
     assert found.score >= found.start_score and found.params.score_thresh == 0.1
 
 
@@ -80,12 +86,12 @@ def test_parallel_scoring_gives_exactly_the_serial_score():
     for record in records[::2]:  # vary the images: some detections move, some images lose theirs
         found = detections[record.image_id]
         found.boxes += rng.uniform(-6, 6, found.boxes.shape).astype(np.float32)
-    detections[records[1].image_id] = Detections.empty(28)
+    detections[records[1].image_id] = Detections.empty(28, 92)
     truth = tuning.truth_on_grid(table, records, START)
-    serial = tuning.Scorer(detections, 1, truth)(START, records, "class_id")
-    with tuning.Scorer(detections, 1, truth, workers=3) as scorer:
+    serial = tuning.Scorer(detections, 1, truth, LABELS)(START, records, "class_id")
+    with tuning.Scorer(detections, 1, truth, LABELS, workers=3) as scorer:
         assert scorer.workers == 3
         parallel = scorer(START, records, "class_id")
-        assert tuning.search(scorer, records, START, TUNE) == tuning.search(tuning.Scorer(detections, 1, truth),
-                                                                            records, START, TUNE)
+        assert tuning.search(scorer, records, START, TUNE, LABELS) == tuning.search(
+            tuning.Scorer(detections, 1, truth, LABELS), records, START, TUNE, LABELS)
     assert parallel == serial and 0 < serial.score < 1
