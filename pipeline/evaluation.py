@@ -21,8 +21,9 @@ from pipeline.postprocess import Instance
 from pipeline.predict_params import MatchOn, PostprocessParams
 from pipeline.tuning import Scorer, Truth, attributed, predict_instances
 
-# What the policy comparison reports, each applied to every attribute category.
-POLICIES = {"drop": "drop 0-12 (the 2019 winner)", "category": "category only", "full": "predicted attributes"}
+# What the policy comparison reports, each applied to every attribute category: drop (the 2019 winner's),
+# category only, predicted attributes.
+POLICIES = ("drop", "category", "full")
 
 
 def scores(scorer: Scorer, records: Sequence[ImageRecord], default: PostprocessParams, tuned: PostprocessParams,

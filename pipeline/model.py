@@ -179,7 +179,7 @@ class AttributeRoIHeads(RoIHeads):
         if self.training:
             (rois, matched_idxs, labels), box_features = self._sampled, self._box_features
             self._sampled = self._box_features = None
-            represented = torch.cat([box_features, box_geometry(rois, image_shapes).to(box_features.dtype)], 1)
+            represented = self._with_geometry(box_features, rois, image_shapes)
             losses["loss_attributes"] = self.loss_weight * self.attribute_loss(represented, matched_idxs, labels,
                                                                                targets)
         else:
@@ -192,8 +192,14 @@ class AttributeRoIHeads(RoIHeads):
                                 image_shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
         """One (N, num_attributes) tensor of probabilities per image, for its boxes."""
         pooled = self.box_head(self.box_roi_pool(features, boxes, image_shapes))
-        represented = torch.cat([pooled, box_geometry(boxes, image_shapes).to(pooled.dtype)], 1)
+        represented = self._with_geometry(pooled, boxes, image_shapes)
         return list(self.attribute_predictor(represented).sigmoid().split([len(b) for b in boxes]))
+
+    @staticmethod
+    def _with_geometry(box_features: torch.Tensor, boxes: list[torch.Tensor],
+                       image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """The classifier's input: the box head's representation of each box, then the box's shape."""
+        return torch.cat([box_features, box_geometry(boxes, image_shapes).to(box_features.dtype)], 1)
 
     def attribute_loss(self, represented: torch.Tensor, matched_idxs: list[torch.Tensor],
                        labels: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:

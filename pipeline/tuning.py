@@ -150,7 +150,8 @@ class SearchResult:
 Coordinate = Callable[[PostprocessParams], list[dict]]
 
 
-def _coordinates(tune: TuneParams, start: PostprocessParams, labels: LabelSet) -> tuple[list, list]:
+def _coordinates(tune: TuneParams, start: PostprocessParams, labels: LabelSet,
+                 ) -> tuple[list[Coordinate], list[Coordinate]]:
     """The coordinates of the two phases: single settings; attribute group thresholds and category policies."""
     general = [lambda p, name=name: [{name: value} for value in getattr(tune, name)] for name in tune.searched()]
     groups = [lambda p, g=g: [{"group_thresh": {**p.group_thresh, g: v}} for v in tune.attribute_thresh]
