@@ -8,7 +8,6 @@ skip; nothing is dropped without being counted in the report.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +19,19 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline import rle
+from pipeline.csv_strings import read_strings
 from pipeline.errors import PipelineError
 from pipeline.labels import LabelError, LabelSet
 
 TRAIN_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width", "ClassId")
+#: The largest side a JPEG can have: a larger Height or Width cannot describe a train image.
+MAX_SIDE = 65535
 
 #: Every kind of problem the report counts, with what is dropped for it.
 PROBLEM_KINDS = {
+    "blank_line": "row dropped: the line is empty or holds only commas",
     "missing_image_id": "row dropped: ImageId is empty",
-    "invalid_size": "row dropped: Height or Width is not a positive integer",
+    "invalid_size": f"row dropped: Height or Width is not an integer from 1 to {MAX_SIDE} (the largest JPEG side)",
     "empty_mask": "row dropped: EncodedPixels is empty",
     **{f"rle_{kind}": f"row dropped: EncodedPixels {what}" for kind, what in (
         ("non_integer", "has a token that is not an integer"),
@@ -81,19 +84,12 @@ class Report:
 
 
 def read_train_csv(path: Path | str) -> pd.DataFrame:
-    """All columns as strings (nothing parsed, nothing turned into NaN), plus the file's line numbers."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), None)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from exc
-    if header is None or tuple(header) != TRAIN_COLUMNS:
-        raise DataError(f"{path}: columns are {header}, expected {list(TRAIN_COLUMNS)} in this order")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, engine="c")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a valid CSV: {exc}") from exc
+    """All columns as strings (nothing parsed, nothing turned into NaN), plus each row's line in the file.
+
+    Blank lines are kept as rows of empty fields, so that ``csv_line`` is the row's real line (the
+    header is line 1); :func:`prepare` counts them.
+    """
+    frame = read_strings(path, DataError, TRAIN_COLUMNS)
     frame["csv_line"] = np.arange(len(frame), dtype=np.int64) + 2
     return frame
 
@@ -118,12 +114,15 @@ def _drop_rows(frame: pd.DataFrame, bad: np.ndarray, kind: str, details: list[st
 
 def _check_rows(frame: pd.DataFrame, labels: LabelSet, report: Report) -> pd.DataFrame:
     """Row-level checks; returns the good rows with parsed size, class, area and bbox columns."""
+    bad = (frame[list(TRAIN_COLUMNS)] == "").all(axis=1).to_numpy()
+    frame = _drop_rows(frame, bad, "blank_line", ["no field has a value"] * int(bad.sum()), report)
     bad = (frame.ImageId.str.strip() == "").to_numpy()
     frame = _drop_rows(frame, bad, "missing_image_id", ["ImageId is empty"] * int(bad.sum()), report)
 
     height = pd.to_numeric(frame.Height, errors="coerce")
     width = pd.to_numeric(frame.Width, errors="coerce")
-    bad = ~((height >= 1) & (width >= 1) & (height % 1 == 0) & (width % 1 == 0)).to_numpy()
+    bad = ~((height >= 1) & (width >= 1) & (height <= MAX_SIDE) & (width <= MAX_SIDE)
+            & (height % 1 == 0) & (width % 1 == 0)).to_numpy()
     details = [f"Height={h!r}, Width={w!r}" for h, w in zip(frame.Height[bad], frame.Width[bad], strict=True)]
     frame = _drop_rows(frame, bad, "invalid_size", details, report)
     frame = frame.assign(height=height[~bad].astype(np.int64), width=width[~bad].astype(np.int64))
@@ -215,6 +214,20 @@ class Prepared:
     instances: pd.DataFrame
     report: dict
 
+    def describe(self) -> str:
+        """One line: what was kept, and the count of each kind of problem found."""
+        problems = {kind: p["count"] for kind, p in self.report["problems"].items() if p["count"]}
+        return (f"kept {self.report['rows_kept']}/{self.report['rows']} rows of {self.report['images_kept']}/"
+                f"{self.report['images']} images; problems: {problems or 'none'}")
+
+    def require(self, min_images: int, source: Path | str) -> None:
+        """A :class:`DataError` unless at least ``min_images`` images (and one row) survived validation."""
+        kept = self.report["images_kept"]
+        if kept >= max(min_images, 1):
+            return
+        what = "no usable rows" if not kept else f"{kept} usable image(s), fewer than the {min_images} folds"
+        raise DataError(f"{source}: {what} ({self.describe()})")
+
 
 def prepare(train_csv: Path | str, labels: LabelSet, image_dir: Path | str | None,
             on_size_mismatch: SizeMismatchPolicy = "skip", max_examples: int = 5) -> Prepared:
@@ -240,7 +253,7 @@ def prepare(train_csv: Path | str, labels: LabelSet, image_dir: Path | str | Non
         "rows": len(raw),
         "rows_kept": len(table),
         "rows_dropped": len(raw) - len(table),
-        "images": int(raw.ImageId.nunique()),
+        "images": int(raw.ImageId[raw.ImageId.str.strip() != ""].nunique()),
         "images_kept": int(table.image_id.nunique()),
         "categories_seen": int(table.category.nunique()),
         "instances_with_attributes": int(table.attributes.map(len).gt(0).sum()),

@@ -40,17 +40,38 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _tensor_bytes(data: object) -> int:
+    """The bytes of every distinct tensor storage in ``data``: what ``torch.save`` writes, less its small pickle."""
+    storages: dict[tuple, int] = {}
+
+    def visit(item: object) -> None:
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[(item.device.type, storage.data_ptr())] = storage.nbytes()
+        elif isinstance(item, dict):
+            for value in item.values():
+                visit(value)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                visit(value)
+
+    visit(data)
+    return sum(storages.values())
+
+
 def save(path: Path | str, checkpoint: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    """Write atomically. torch writes into a Python file object, not a path: a full disk then raises
+    ``OSError(ENOSPC)``, which :mod:`pipeline.io` reports, instead of a C++ stream error without errno."""
+    with atomic_path(path, size=_tensor_bytes(checkpoint)) as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
-def load(path: Path | str) -> dict:
+def load(path: Path | str, remedy: str = "delete it or pass --no-resume to start fresh") -> dict:
+    """The checkpoint dict at ``path``; an unreadable file is a :class:`CheckpointError` ending in ``remedy``."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated files raise RuntimeError, foreign pickles UnpicklingError, ...
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
-                              "delete it or pass --no-resume to start fresh") from exc
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); {remedy}") from exc
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{path}: not a training checkpoint of this pipeline")
     return checkpoint

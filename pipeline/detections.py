@@ -47,3 +47,12 @@ class ImageRecord:
     image_id: str
     height: int
     width: int
+
+
+@dataclass
+class Instance:
+    """One submitted mask: the output of post-processing, the input of the submission file."""
+
+    class_id: str
+    score: float
+    mask: np.ndarray  # bool (height, width) on the submission grid

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
+from pipeline.kaggle_api import safe_text, unreachable
 
 #: What the Kaggle download holds, and so what every source must provide.
 DATASET_ENTRIES = ("train", "test", "train.csv", "label_descriptions.json", "sample_submission.csv")
@@ -67,9 +68,11 @@ def kaggle_download(api, competition: str, out: Path, archive_dir: Path) -> None
     archive_dir.mkdir(parents=True, exist_ok=True)
     try:
         api.competition_download_files(competition, path=str(archive_dir), quiet=False)
-    except Exception as exc:  # the client raises many types; all mean the same to the user
-        raise DownloadError(f"downloading {competition!r} failed: {exc}. Have you accepted the competition's "
-                            "rules on its Kaggle page?") from exc
+    except Exception as exc:  # the client raises many types; all but a network failure mean the same to the user
+        if (network := unreachable(exc)) is not None:
+            raise network from None
+        raise DownloadError(f"downloading {competition!r} failed: {safe_text(exc)}. Have you accepted the "
+                            "competition's rules on its Kaggle page?") from None
     archive = archive_dir / f"{competition}.zip"
     if not archive.is_file():
         raise DownloadError(f"the Kaggle client reported success but {archive} does not exist")

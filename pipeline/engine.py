@@ -30,11 +30,12 @@ from pipeline import checkpoint, distributed, metric
 from pipeline.checkpoint import BEST, LAST
 from pipeline.coco_eval import encode_masks, image_annotations, mask_ap
 from pipeline.dataset import InstanceDataset, collate
+from pipeline.detections import Instance
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import source_digest
+from pipeline.fingerprint import imported_modules, source_digest
 from pipeline.io import atomic_path, write_json
 from pipeline.model import AttributeRoIHeads, ModelSpec, attributes_of_boxes, build_model
-from pipeline.postprocess import Instance, remove_overlaps
+from pipeline.postprocess import remove_overlaps
 from pipeline.precision import autocast
 from pipeline.sampler import EpochSampler
 from pipeline.tracking import open_live
@@ -51,8 +52,9 @@ DEADLINE_ENV = "IMATERIALIST_TRAIN_DEADLINE"
 VAL_SCORE_THRESH = 0.5
 # Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
 _RUNTIME_ONLY = {"launcher", "workers", "checkpoint_every", "log_every"}
-_TRAINING_CODE = (__name__, "pipeline.checkpoint", "pipeline.dataset", "pipeline.model", "pipeline.precision",
-                  "pipeline.rle", "pipeline.sampler", "pipeline.transforms")
+# Every module this one imports, directly or not: what DVC reruns the train stage for (its deps), and so
+# what a checkpoint must have been trained with to be continued.
+_TRAINING_CODE = imported_modules(__name__)
 
 
 class TrainingDiverged(PipelineError):
@@ -252,12 +254,24 @@ def train(spec: ModelSpec, params: TrainParams, augment: AugmentParams, num_clas
 
 
 class _Meter:
-    """Training numbers between two DVCLive rows: mean loss terms, images/s over all processes, dropped instances."""
+    """Training numbers between two DVCLive rows: mean loss terms, images/s over all processes, dropped instances.
 
-    def __init__(self, world_size: int) -> None:
+    Its state is saved in every checkpoint, so that the first row after a resume covers the same
+    batches, and ``instances_dropped`` the same count, as in an uninterrupted run.
+    """
+
+    def __init__(self, world_size: int, saved: dict | None = None) -> None:
         self.world_size = world_size
-        self.dropped = 0  # instances empty after resizing, in this process since it started
+        self.dropped = 0  # instances empty after resizing, in this process since training started
         self.reset()
+        if saved is not None:
+            self.dropped, self.images, self.batches = saved["dropped"], saved["images"], saved["batches"]
+            self.losses = dict(saved["losses"])
+            self.start -= saved["seconds"]
+
+    def state(self) -> dict:
+        return {"dropped": self.dropped, "images": self.images, "batches": self.batches, "losses": dict(self.losses),
+                "seconds": time.perf_counter() - self.start}
 
     def reset(self) -> None:
         self.start, self.images, self.batches, self.losses = time.perf_counter(), 0, 0, {}
@@ -377,8 +391,8 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
         if not context.is_main:
             return
         data = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng, "state": asdict(state), "resume_key": key,
-                "params": resolved, "num_classes": num_classes, "num_attributes": num_attributes}
+                "scaler": scaler.state_dict(), "rng": rng, "state": asdict(state), "meter": meter.state(),
+                "resume_key": key, "params": resolved, "num_classes": num_classes, "num_attributes": num_attributes}
         checkpoint.save(run_dir / LAST, data)
         if best:
             checkpoint.save(run_dir / BEST, {"model": model.state_dict(), "params": resolved,
@@ -391,7 +405,7 @@ def _train(context: distributed.Context, spec: ModelSpec, params: TrainParams, a
             tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     with open_live(live_dir, resumed_from) if context.is_main else contextlib.nullcontext() as live:
         loader_seed = torch.Generator().manual_seed(params.seed)
-        meter = _Meter(context.world_size)
+        meter = _Meter(context.world_size, saved["meter"] if saved is not None else None)
         stopped_by: str | None = None
         slowest_step = save_seconds = 0.0
         net.train()

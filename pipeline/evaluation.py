@@ -12,12 +12,11 @@ import pandas as pd
 
 from pipeline import metric, rle, submission
 from pipeline.attributes import group_f1, groups_of
-from pipeline.detections import Detections, ImageRecord
+from pipeline.detections import Detections, ImageRecord, Instance
 from pipeline.gallery import Shape, render
 from pipeline.io import atomic_path
 from pipeline.labels import LabelSet
 from pipeline.metric import Score
-from pipeline.postprocess import Instance
 from pipeline.predict_params import MatchOn, PostprocessParams
 from pipeline.tuning import Scorer, Truth, attributed, predict_instances
 

@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
+import importlib.util
 from pathlib import Path
+
+
+def imported_modules(module_name: str, package: str = "pipeline") -> tuple[str, ...]:
+    """``module_name`` and every module of ``package`` it imports, directly or through others, sorted.
+
+    Read from the source (``import`` statements anywhere in a module, lazy ones included), so that
+    a digest over them covers exactly the code that can change a result, without a list to keep.
+    """
+    found: set[str] = set()
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        spec = importlib.util.find_spec(name)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith(f"{package}.")]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == package:  # from pipeline import checkpoint, metric
+                    todo += [f"{package}.{alias.name}" for alias in node.names
+                             if importlib.util.find_spec(f"{package}.{alias.name}") is not None]
+                elif node.module.startswith(f"{package}."):
+                    todo.append(node.module)
+    return tuple(sorted(found))
 
 
 def source_digest(*module_names: str) -> str:

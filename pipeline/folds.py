@@ -23,11 +23,13 @@ def category_presence(instances: pd.DataFrame, n_categories: int) -> tuple[np.nd
     return image_ids, presence
 
 
-def make_folds(instances: pd.DataFrame, n_categories: int, n_folds: int, seed: int) -> pd.DataFrame:
+def make_folds(instances: pd.DataFrame, n_categories: int, n_folds: int, seed: int,
+               source: str = "the instance table") -> pd.DataFrame:
     """ImageId -> fold (0..n_folds-1); every image in exactly one fold, the same for the same seed."""
     image_ids, presence = category_presence(instances, n_categories)
     if image_ids.size < n_folds:
-        raise ValueError(f"{image_ids.size} image(s) cannot be split into {n_folds} folds")
+        raise FoldError(f"{source}: {image_ids.size} image(s) cannot be split into {n_folds} folds "
+                        "(folds.n_folds); check stage prepare's report for the rows it dropped")
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.empty(image_ids.size, dtype=np.int64)
     for k, (_, held_out) in enumerate(splitter.split(np.zeros((image_ids.size, 1)), presence)):

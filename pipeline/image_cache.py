@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from pipeline import rle
 from pipeline.dataset import decode_masks, load_image
-from pipeline.fingerprint import source_digest
-from pipeline.io import atomic_path, write_json
+from pipeline.fingerprint import imported_modules, source_digest
+from pipeline.io import as_json, atomic_path, write_json
 from pipeline.transforms import fit_scale, resize, scaled_size
 
 PART_IMAGES = 256
-MANIFEST = "manifest.json"
+MANIFEST, TABLE = "manifest.json", "instances.parquet"
 _POOL_FROM = 500  # fewer images than this are done in-process: a pool's start-up would cost more
 
 
@@ -57,10 +57,11 @@ class CacheReport:
     images_resized: int
     parts_reused: int  # finished by an earlier, interrupted run
     bytes_on_disk: int
+    up_to_date: bool = False  # an earlier run had finished the whole cache: nothing was redone
 
     def metrics(self) -> dict:
         """The report without how the work was split across runs: the same data gives the same metrics."""
-        return {k: v for k, v in asdict(self).items() if k != "parts_reused"}
+        return {k: v for k, v in asdict(self).items() if k not in ("parts_reused", "up_to_date")}
 
 
 def _fingerprint(instances: pd.DataFrame) -> str:
@@ -86,15 +87,18 @@ def _cache_one(task: tuple[pd.DataFrame, Path, Path, CacheSettings]) -> pd.DataF
                        bbox_w=summary.bbox[:, 2].astype(np.int32), bbox_h=summary.bbox[:, 3].astype(np.int32))
 
 
-def _start_or_resume(out_dir: Path, manifest: dict) -> None:
+def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
+    """Keep a cache made with ``manifest``, else start an empty one; True when the kept one is finished."""
     path = out_dir / MANIFEST
+    manifest = as_json(manifest)
     if path.is_file() and json.loads(path.read_text(encoding="utf-8")) == manifest:
-        return
+        return (out_dir / TABLE).is_file()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "images").mkdir(parents=True)
     (out_dir / "parts").mkdir()
     write_json(path, manifest)
+    return False
 
 
 def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | str, settings: CacheSettings,
@@ -104,9 +108,8 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
     ``workers`` processes resize images (0: one per CPU core, or none for small data).
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    _start_or_resume(out_dir, {"settings": asdict(settings), "source": _fingerprint(instances),
-                               "code": source_digest(__name__, "pipeline.dataset", "pipeline.transforms",
-                                                     "pipeline.rle")})
+    finished = _start_or_resume(out_dir, {"settings": asdict(settings), "source": _fingerprint(instances),
+                                          "code": source_digest(*imported_modules(__name__))})
     groups = [rows for _, rows in instances.groupby("image_id", sort=True)]
     parts = [groups[i : i + PART_IMAGES] for i in range(0, len(groups), PART_IMAGES)]
     part_paths = [out_dir / "parts" / f"part-{k:05d}.parquet" for k in range(len(parts))]
@@ -129,9 +132,10 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
                 pd.concat(results, ignore_index=True).to_parquet(tmp, index=False)
     table = pd.concat([pd.read_parquet(path) for path in part_paths], ignore_index=True)
     vanished = table.area.eq(0)
-    with atomic_path(out_dir / "instances.parquet") as tmp:
+    with atomic_path(out_dir / TABLE) as tmp:
         table[~vanished].reset_index(drop=True).to_parquet(tmp, index=False)
     resized = sum(int(settings.scale(int(g.height.iloc[0]), int(g.width.iloc[0])) < 1.0) for g in groups)
     on_disk = sum(p.stat().st_size for p in (out_dir / "images").iterdir())
     return CacheReport(images=len(groups), instances=int((~vanished).sum()), instances_vanished=int(vanished.sum()),
-                       images_resized=resized, parts_reused=len(parts) - len(todo), bytes_on_disk=on_disk)
+                       images_resized=resized, parts_reused=0 if finished else len(parts) - len(todo),
+                       bytes_on_disk=on_disk, up_to_date=finished)

@@ -27,7 +27,7 @@ from pipeline import checkpoint
 from pipeline.dataset import load_image
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import file_digest, source_digest, text_digest
+from pipeline.fingerprint import file_digest, imported_modules, source_digest, text_digest
 from pipeline.model import AttributeRoIHeads, ModelSpec, build_model
 from pipeline.precision import autocast
 from pipeline.predict_params import PredictParams
@@ -171,7 +171,7 @@ def load_model(path: Path | str, spec: ModelSpec, device: torch.device, num_attr
     keeps its initial weights, and a warning says so (its attribute predictions are then
     uninformed, and tuning will choose the category-only or drop policy).
     """
-    saved = checkpoint.load(path)
+    saved = checkpoint.load(path, remedy="rerun stage train (dvc repro) to write it again")
     model = build_model(replace(spec, weights="none"), int(saved["num_classes"]), num_attributes)
     head = {k for k in model.state_dict() if k.startswith(ATTRIBUTE_HEAD)}
     state = saved["model"]
@@ -197,7 +197,7 @@ def prediction_key(checkpoint: Path | str, spec: ModelSpec, params: PredictParam
     """
     return {"checkpoint": file_digest(checkpoint), "model": asdict(spec),
             "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
-            "code": source_digest(__name__, "pipeline.dataset", "pipeline.model", "pipeline.precision"),
+            "code": source_digest(*imported_modules(__name__)),
             "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
 
 

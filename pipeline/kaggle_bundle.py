@@ -76,6 +76,17 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], source: str, wh
     return merged
 
 
+def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildParams) -> dict:
+    """``params_file`` with the notebook's overrides (``kaggle_kernel.params_overrides``) merged in."""
+    overrides_file = repo / build_params.params_overrides
+    base = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{overrides_file}: cannot read the Kaggle overrides: {exc}") from exc
+    return merge(base, overrides, str(overrides_file))
+
+
 def validate_params(params_file: Path) -> None:
     for name, model in SECTIONS.items():
         load_section(params_file, name, model)
@@ -231,13 +242,7 @@ def build(repo: Path, out: Path, params_file: Path, build_params: KernelBuildPar
 
     ``build_params`` is the ``kaggle_kernel`` section of ``params_file`` as the command line amended it.
     """
-    overrides_file = repo / build_params.params_overrides
-    base = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-    try:
-        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParamsError(f"{overrides_file}: cannot read the Kaggle overrides: {exc}") from exc
-    params = merge(base, overrides, str(overrides_file))
+    params = notebook_params(repo, params_file, build_params)
     owner = kaggle_owner(build_params.owner, env)
     competition = load_section(params_file, "data", DataParams).competition
     meta = kernel_metadata(owner, build_params, competition)

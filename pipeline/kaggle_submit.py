@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.fingerprint import text_digest
+from pipeline.kaggle_api import safe_text, unreachable
 
 
 class SubmitError(PipelineError):
@@ -32,10 +33,21 @@ def message(repo: Path | str, params_files: list[Path], note: str = "") -> str:
     return f"{text} {note}".strip()
 
 
-def submit(api, file: Path | str, competition: str, text: str) -> None:
-    """Upload ``file``; ``api`` is an authenticated ``KaggleApi`` (the only part that reaches the network)."""
+def submit(api, file: Path | str, competition: str, text: str) -> str:
+    """Upload ``file``; ``api`` is an authenticated ``KaggleApi`` (the only part that reaches the network).
+
+    Returns Kaggle's answer. A failed upload is an error: the client reports it as an answer with
+    its own failure message, not as an exception.
+    """
     try:
-        api.competition_submit(file_name=str(file), message=text, competition=competition)
+        answer = api.competition_submit(file_name=str(file), message=text, competition=competition)
     except Exception as exc:  # the client raises requests' and its own errors; all mean "not submitted"
-        raise SubmitError(f"Kaggle did not accept {file} for {competition}: {exc}. Check that you accepted "
-                          "the competition's rules and have submissions left today") from exc
+        if (network := unreachable(exc)) is not None:
+            raise network from None
+        raise SubmitError(f"Kaggle did not accept {file} for {competition}: {safe_text(exc)}. Check that you "
+                          "accepted the competition's rules and have submissions left today") from None
+    said = str(getattr(answer, "message", "") or "")
+    if said == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
+        raise SubmitError(f"the upload of {file} to {competition} failed ({said}); nothing was submitted, "
+                          "run stages.submit again")
+    return said

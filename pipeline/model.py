@@ -32,6 +32,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops.poolers import initLevelMapper
 
 from pipeline.errors import PipelineError
 
@@ -251,6 +252,20 @@ def _set_mask_head(model: MaskRCNN, spec: ModelSpec, num_classes: int, norm_laye
     model.roi_heads.mask_predictor = MaskRCNNPredictor(layers[-1], layers[-1], num_classes)
 
 
+def _fix_pooler_scales(model: MaskRCNN) -> None:
+    """The FPN's strides (P2-P5: 4 to 32) for the RoI poolers, which torchvision lets guess them.
+
+    ``MultiScaleRoIAlign`` infers each scale from its first batch and keeps it, outside the state
+    dict; where padding is large next to the image (66 px padded to 96) it guesses 1/2 for 1/4, so a
+    resumed run or prediction, whose first batch differs, gave other results than an uninterrupted one.
+    """
+    for pooler in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+        levels = len(pooler.featmap_names)
+        pooler.scales = [2.0 ** -(2 + k) for k in range(levels)]
+        pooler.map_levels = initLevelMapper(2, 1 + levels, canonical_scale=pooler.canonical_scale,
+                                            canonical_level=pooler.canonical_level)
+
+
 def _freeze_batchnorm(module: nn.Module) -> None:
     """Replace every BatchNorm2d under ``module`` by a FrozenBatchNorm2d with the same statistics.
 
@@ -367,6 +382,7 @@ def build_model(spec: ModelSpec, num_classes: int, num_attributes: int) -> MaskR
         model, rpn_conv_depth = MaskRCNN(backbone, num_classes=num_classes, **kwargs), 1
     _set_anchors(model, spec, rpn_conv_depth)
     _set_mask_head(model, spec, num_classes, nn.BatchNorm2d if spec.architecture.endswith("_v2") else None)
+    _fix_pooler_scales(model)
     if spec.attribute_head and num_attributes:
         model.roi_heads = AttributeRoIHeads(model.roi_heads, num_attributes, spec.attribute_loss_weight)
     model.transform = PresizedTransform(spec.min_size, spec.max_size, model.transform.image_mean,

@@ -6,8 +6,9 @@ reads the file. Unknown or misspelt keys are errors, not silently ignored.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -65,6 +66,45 @@ class ParamsError(PipelineError, ValueError):
 T = TypeVar("T")
 
 
+def _admits_bool(annotation: object) -> bool:
+    """Whether a field's type accepts a boolean anywhere in it (``bool``, ``tuple[bool, ...]``, ``Any``)."""
+    if annotation is bool or annotation is Any or annotation is object:
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation) if not isinstance(arg, (str, int, float)))
+
+
+def _holds_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(item) for item in value)
+    return isinstance(value, dict) and any(_holds_bool(item) for item in value.values())
+
+
+def _field_types(model: type) -> dict[str, object]:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return {name: field.annotation for name, field in model.model_fields.items()}
+    return get_type_hints(model) if dataclasses.is_dataclass(model) else {}
+
+
+def _booleans_as_numbers(model: type, data: object) -> list[str]:
+    """Keys whose value holds a boolean where the field takes numbers or text.
+
+    pydantic's lax mode reads ``true`` as 1 (``epochs: true`` would train one epoch); its strict
+    mode would also refuse YAML lists for tuple fields, so booleans are refused here instead.
+    """
+    if not isinstance(data, dict):
+        return []
+    types = _field_types(model)
+    return [f"{key}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()} holds a "
+            f"boolean, but the field takes {_type_name(types[key])}"
+            for key, value in data.items() if key in types and _holds_bool(value) and not _admits_bool(types[key])]
+
+
+def _type_name(annotation: object) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
 def load_section(path: Path | str, name: str, model: type[T]) -> T:
     """Read section ``name`` of a params file into ``model`` (a pydantic model or dataclass).
 
@@ -74,8 +114,10 @@ def load_section(path: Path | str, name: str, model: type[T]) -> T:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ParamsError(f"{path}: cannot read params: {exc}") from exc
-    if name not in data:
+    if not isinstance(data, dict) or name not in data:
         raise ParamsError(f"{path}: no '{name}' section")
+    if problems := _booleans_as_numbers(model, data[name]):
+        raise ParamsError(f"{path}: section '{name}': {'; '.join(problems)}")
     try:
         return TypeAdapter(model).validate_python(data[name])
     except ValidationError as exc:

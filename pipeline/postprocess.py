@@ -19,17 +19,10 @@ from torch.nn import functional as torch_f
 from torchvision.ops import box_iou
 
 from pipeline.attributes import choose, groups_of
-from pipeline.detections import Detections
+from pipeline.detections import Detections, Instance
 from pipeline.errors import PipelineError
 from pipeline.labels import ClassId, LabelSet
 from pipeline.predict_params import PostprocessParams
-
-
-@dataclass
-class Instance:
-    class_id: str
-    score: float
-    mask: np.ndarray  # bool (height, width) on the submission grid
 
 
 @dataclass(frozen=True)

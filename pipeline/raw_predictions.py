@@ -9,6 +9,7 @@ sit in ``parts/``; after an interruption a run with the same manifest skips them
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from tqdm import tqdm
 
 from pipeline.detections import Detections, ImageRecord
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import as_json, atomic_path, write_json
 
 MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections.parquet", "parts"
+log = logging.getLogger(__name__)
 
 
 class PredictionsError(PipelineError):
@@ -108,14 +110,15 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: 
     any grouping; parts are cut from that stream every ``part_size`` images.
     """
     folder = Path(folder)
-    manifest = {"key": key, "views": views, "mask_size": mask_size, "num_attributes": num_attributes,
-                "images": len(records)}
-    if (folder / MANIFEST).is_file() and json.loads((folder / MANIFEST).read_text()) == manifest and (
-            folder / DETECTIONS).is_file():
+    # Compared as it reads back from the file: a key holding tuples would otherwise never match its stored copy.
+    manifest = as_json({"key": key, "views": views, "mask_size": mask_size, "num_attributes": num_attributes,
+                        "images": len(records)})
+    if _stored(folder / MANIFEST) == manifest and (folder / DETECTIONS).is_file():
+        log.info("%s: up to date (%d images), nothing to predict", folder, len(records))
         return read(folder)
     parts = folder / PARTS
     state = parts / "key.json"
-    if not state.is_file() or json.loads(state.read_text()) != manifest:
+    if _stored(state) != manifest:
         if folder.exists():
             shutil.rmtree(folder)
         parts.mkdir(parents=True)
@@ -123,6 +126,8 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: 
     done = _finished_parts(parts)
     done_ids = {image_id for ids in done.values() for image_id in ids}
     todo = [r for r in records if r.image_id not in done_ids]
+    if done_ids:
+        log.info("%s: resuming, %d of %d images already predicted", folder, len(records) - len(todo), len(records))
     progress = tqdm(total=len(records), initial=len(records) - len(todo), desc=description, unit="img")
     pending_ids: list[ImageRecord] = []
     pending: list[Detections] = []
@@ -138,6 +143,14 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_size: 
         _write_part(parts, number, pending_ids, pending, manifest)
     progress.close()
     return _consolidate(folder, manifest, records)
+
+
+def _stored(path: Path) -> object:
+    """The JSON in ``path``; None when there is none or it cannot be read (a fresh start follows)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _finished_parts(parts: Path) -> dict[int, list[str]]:

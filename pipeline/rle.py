@@ -44,6 +44,8 @@ _RUN_KINDS = {
     _PAST_END: "past_end",
 }
 _DIGITS_AND_SPACE = b"0123456789 "
+# What numpy's parser returns for a token outside int64 (no pixel index comes near it).
+_CLAMPED = {int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).min)}
 
 
 def _canonical(texts: Sequence[str]) -> np.ndarray:
@@ -96,10 +98,13 @@ def _run_codes(
 ) -> np.ndarray:
     """A problem code per run (1-based starts) of one or more concatenated strings."""
     codes = np.full(starts.shape, _OK, dtype=np.int8)
-    ends = starts + lengths - 1
+    # Tokens past int64 arrive clamped to its maximum: ``starts + lengths`` could wrap around to a
+    # negative end, so the end is checked without adding them.
+    past_end = (starts > n_pixels) | (lengths > n_pixels + 1 - np.maximum(starts, 1))
+    ends = np.where(past_end, n_pixels, starts + lengths - 1)
     previous_end = np.empty_like(ends)
     previous_end[1:] = ends[:-1]
-    codes[(ends > n_pixels)] = _PAST_END
+    codes[past_end] = _PAST_END
     codes[~first_of_row & (starts <= previous_end)] = _NOT_INCREASING
     codes[starts < 1] = _START_BELOW_ONE
     codes[lengths <= 0] = _NONPOSITIVE_LENGTH
@@ -116,6 +121,9 @@ def _first_problem(
     k = int(bad[0])
     i = first + k
     code, start, length = int(codes[i]), int(starts[i]), int(lengths[i])
+    if _CLAMPED & {start, length}:
+        return RLEError(_RUN_KINDS[code], f"run {k + 1}: a number outside the 64-bit integer range, which "
+                                          f"no pixel of this {n_pixels}-pixel image can have")
     where = f"run {k + 1} ({start} {length})"
     if code == _NONPOSITIVE_LENGTH:
         message = f"{where}: length must be positive"

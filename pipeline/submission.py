@@ -8,6 +8,7 @@ one row with empty EncodedPixels and ClassId ``23`` (what the winners submitted)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,11 +17,11 @@ import pandas as pd
 
 from pipeline import rle
 from pipeline.annotations import DataError, jpeg_size
-from pipeline.detections import ImageRecord
+from pipeline.csv_strings import read_strings
+from pipeline.detections import ImageRecord, Instance
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 from pipeline.labels import LabelError, LabelSet
-from pipeline.postprocess import Instance
 from pipeline.predict_params import PostprocessParams
 
 COLUMNS = ["ImageId", "EncodedPixels", "ClassId"]
@@ -33,12 +34,12 @@ class SubmissionError(PipelineError):
 
 
 def _read_csv(path: Path | str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as exc:
-        raise SubmissionError(f"{path}: file not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SubmissionError(f"{path}: not a readable CSV ({exc})") from exc
+    """Every field as a string; row ``k`` is line ``k + 2`` (blank lines are kept as empty rows)."""
+    return read_strings(path, SubmissionError)
+
+
+def _blank(image_id: str, pixels: str, class_id: str) -> bool:
+    return not (image_id or pixels or class_id)
 
 
 def test_records(sample_submission: Path | str, image_dir: Path | str) -> list[ImageRecord]:
@@ -47,7 +48,7 @@ def test_records(sample_submission: Path | str, image_dir: Path | str) -> list[I
     if "ImageId" not in frame.columns:
         raise DataError(f"{sample_submission}: no ImageId column (columns: {', '.join(frame.columns)})")
     records = []
-    for image_id in dict.fromkeys(frame.ImageId):
+    for image_id in dict.fromkeys(i for i in frame.ImageId if i):
         path = Path(image_dir) / image_id
         try:
             height, width = jpeg_size(path)
@@ -85,6 +86,8 @@ def problems(submission: pd.DataFrame, grids: Mapping[str, tuple[int, int]], lab
     runs: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, int]]] = {}
     for line, image_id, pixels, class_id in zip(lines, submission.ImageId, submission.EncodedPixels,
                                                 submission.ClassId, strict=True):
+        if _blank(image_id, pixels, class_id):
+            continue  # pandas, and so Kaggle's reader, skips blank lines; remarks() mentions them
         if image_id not in grids:
             found.append(f"line {line}: ImageId {image_id!r} is not a test image")
             continue
@@ -102,6 +105,25 @@ def problems(submission: pd.DataFrame, grids: Mapping[str, tuple[int, int]], lab
         if len(masks) > 1 and (overlap := _overlapping_lines(masks)):
             found.append(f"lines {overlap[0]} and {overlap[1]}: two masks of ClassId {class_id} "
                          f"share pixels in {image_id}")
+    return found
+
+
+def remarks(submission: pd.DataFrame, labels: LabelSet) -> list[str]:
+    """What a valid submission may hold but deserves a look, with CSV line numbers: blank lines, and
+    ClassIds whose attributes are not in increasing order (the metric matches whole ClassId strings,
+    COMPETITION.md; this pipeline always writes them sorted, a hand-edited file may not)."""
+    if list(submission.columns) != COLUMNS:
+        return []
+    found = []
+    for line, image_id, pixels, class_id in zip(np.arange(len(submission)) + 2, submission.ImageId,
+                                                submission.EncodedPixels, submission.ClassId, strict=True):
+        if _blank(image_id, pixels, class_id):
+            found.append(f"line {line}: blank line (skipped)")
+            continue
+        with contextlib.suppress(LabelError):  # an invalid ClassId is a problem, reported by problems()
+            if (canonical := labels.format(labels.parse(class_id))) != class_id:
+                found.append(f"line {line}: ClassId {class_id!r} is accepted, but its attributes are not in "
+                             f"increasing order; ground truth would read {canonical!r}")
     return found
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from pipeline.train_params import AugmentParams
@@ -28,7 +28,7 @@ def resize(image: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> t
     if tuple(image.shape[-2:]) != size:
         image = F.resize(tv_tensors.Image(image), list(size), antialias=True)
     if tuple(masks.shape[-2:]) != size:
-        masks = F.resize(tv_tensors.Mask(masks), list(size))
+        masks = F.resize(tv_tensors.Mask(masks), list(size), interpolation=InterpolationMode.NEAREST_EXACT)
     return image.as_subclass(torch.Tensor), masks.as_subclass(torch.Tensor)
 
 

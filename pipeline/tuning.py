@@ -28,9 +28,9 @@ from torch.nn import functional as torch_f
 
 from pipeline import metric, rle
 from pipeline.attributes import groups_of
-from pipeline.detections import Detections, ImageRecord
+from pipeline.detections import Detections, ImageRecord, Instance
 from pipeline.labels import LabelSet
-from pipeline.postprocess import Instance, process_image
+from pipeline.postprocess import process_image
 from pipeline.predict_params import MatchOn, PostprocessParams, TuneParams
 
 Truth = dict[str, list[metric.Labelled]]
@@ -138,8 +138,9 @@ class Scorer:
 @dataclass(frozen=True)
 class SearchResult:
     params: PostprocessParams
-    score: float  # on all images
+    score: float  # on all images; below start_score when the attribute settings trade it for policy_score
     start_score: float
+    thresholds_score: float  # on all images after the first phase: never below start_score
     policy_images: int  # images the attribute settings were tuned on
     policy_score: float | None  # on those images; None when there are none
     policy_start_score: float | None
@@ -165,7 +166,8 @@ def search(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessPar
            labels: LabelSet) -> SearchResult:
     """Coordinate ascent from ``start``: thresholds on ``records``, then attribute settings on the policy images.
 
-    Ties keep the current value.
+    Ties keep the current value. Each phase only accepts gains on its own images; the second may
+    lower the score on all images (a ClassId with attributes loses where the truth has none).
     """
     truth = scorer.shared[2]
     subsets = {"all": list(records),
@@ -193,13 +195,14 @@ def search(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessPar
 
     general, attribute = _coordinates(tune, start, labels)
     best = ascend(start, general, "all")
+    thresholds_score = value(best, "all")
     policy_start = policy_score = None
     if subsets["policy"]:
         policy_start = value(best, "policy")
         best = ascend(best, attribute, "policy")
         policy_score = value(best, "policy")
-    return SearchResult(best, value(best, "all"), value(start, "all"), len(subsets["policy"]), policy_score,
-                        policy_start, len(seen))
+    return SearchResult(best, value(best, "all"), value(start, "all"), thresholds_score, len(subsets["policy"]),
+                        policy_score, policy_start, len(seen))
 
 
 def sample(records: Sequence[ImageRecord], limit: int, seed: int) -> list[ImageRecord]:

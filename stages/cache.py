@@ -28,6 +28,7 @@ def main() -> None:
     report = build_cache(pd.read_parquet(args.instances), args.images, args.out, settings, params.workers)
     write_json(args.report, report.metrics())
     reused = f", {report.parts_reused} parts kept from an interrupted run" if report.parts_reused else ""
+    reused += ", up to date: nothing redone" if report.up_to_date else ""
     print(f"cached {report.images} images ({report.images_resized} downscaled, {report.bytes_on_disk / 1e6:.1f} MB); "
           f"{report.instances} instances, {report.instances_vanished} too small to keep at the cached size{reused}")
 

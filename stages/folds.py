@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.folds import fold_balance, make_folds
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_write, write_json
 from pipeline.labels import load_labels
 from pipeline.params import FoldsParams, load_section
 from stages._cli import parser, run
@@ -23,9 +23,8 @@ def main() -> None:
     params = load_section(args.params, "folds", FoldsParams)
     instances = pd.read_parquet(args.instances, columns=["image_id", "category"])
     n_categories = len(load_labels(args.labels).categories)
-    folds = make_folds(instances, n_categories, params.n_folds, params.seed)
-    with atomic_path(args.out) as tmp:
-        folds.to_csv(tmp, index=False)
+    folds = make_folds(instances, n_categories, params.n_folds, params.seed, str(args.instances))
+    atomic_write(args.out, folds.to_csv(index=False))
     balance = fold_balance(instances, folds, n_categories)
     write_json(args.metrics, balance)
     print(f"{len(folds)} images in {params.n_folds} folds: {balance['images_per_fold']}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.annotations import prepare
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_write, write_json
 from pipeline.labels import load_labels
-from pipeline.params import PrepareParams, load_section
+from pipeline.params import FoldsParams, PrepareParams, load_section
 from stages._cli import parser, run
 
 
@@ -18,14 +18,13 @@ def main() -> None:
     cli.add_argument("--report", type=Path, required=True, help="data report (JSON)")
     args = cli.parse_args()
     params = load_section(args.params, "prepare", PrepareParams)
+    n_folds = load_section(args.params, "folds", FoldsParams).n_folds
     result = prepare(args.raw / "train.csv", load_labels(args.raw / "label_descriptions.json"), args.raw / "train",
                      on_size_mismatch=params.on_size_mismatch, max_examples=params.report_examples)
-    with atomic_path(args.out) as tmp:
-        result.instances.to_parquet(tmp, index=False)
-    write_json(args.report, result.report)
-    problems = {kind: p["count"] for kind, p in result.report["problems"].items() if p["count"]}
-    print(f"kept {result.report['rows_kept']}/{result.report['rows']} rows of "
-          f"{result.report['images_kept']}/{result.report['images']} images; problems: {problems or 'none'}")
+    write_json(args.report, result.report)  # also when the table is unusable: the report says why
+    result.require(n_folds, args.raw / "train.csv")
+    atomic_write(args.out, result.instances.to_parquet(index=False))
+    print(result.describe())
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ def main() -> None:
     records = submission.test_records(args.sample_submission, args.test_images)
     frame = submission.check_file(args.file, records, params, load_labels(args.labels))
     text = kaggle_submit.message(Path(args.params).resolve().parent, [Path(args.params), args.tuned], args.note)
-    kaggle_submit.submit(authenticated_api(), args.file, competition, text)
-    print(f"submitted {args.file} ({len(frame)} rows) to {competition}: {text!r}; "
+    answer = kaggle_submit.submit(authenticated_api(), args.file, competition, text)
+    print(f"submitted {args.file} ({len(frame)} rows) to {competition}: {text!r}; Kaggle says: {answer or '-'}; "
           f"see `kaggle competitions submissions {competition}`")
 
 

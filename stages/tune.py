@@ -48,7 +48,8 @@ def main() -> None:
         tmp.write_text("# Written by stage tune: the best post-processing on the validation fold.\n"
                        + yaml.safe_dump({"postprocess": found.params.model_dump(mode="json")}, sort_keys=False))
     write_json(args.metrics, {"images": len(records), "match_on": params.match_on,
-                              "default": round(found.start_score, 5), "tuned": round(found.score, 5),
+                              "default": round(found.start_score, 5),
+                              "tuned_thresholds": round(found.thresholds_score, 5), "tuned": round(found.score, 5),
                               "tuned_held_out": round(held_out, 5),
                               "policy_images": {"which": params.policy_images, "images": found.policy_images,
                                                 "before_attribute_tuning": _rounded(found.policy_start_score),

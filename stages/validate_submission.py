@@ -7,6 +7,7 @@ problems (CSV line numbers) otherwise. The grid comes from the tuned postprocess
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pipeline import submission
@@ -30,8 +31,12 @@ def main() -> None:
     if args.grid:
         params = PostprocessParams.model_validate({**params.model_dump(), "grid": args.grid})
     records = submission.test_records(args.sample_submission, args.test_images)
-    frame = submission.check_file(args.file, records, params, load_labels(args.labels))
-    print(f"{args.file}: valid ({len(frame)} rows, {frame.ImageId.nunique()} images, grid {params.grid})")
+    labels = load_labels(args.labels)
+    frame = submission.check_file(args.file, records, params, labels)
+    for remark in submission.remarks(frame, labels):
+        print(f"warning: {args.file}: {remark}", file=sys.stderr)
+    print(f"{args.file}: valid ({len(frame)} rows, {frame.ImageId[frame.ImageId != ''].nunique()} images, "
+          f"grid {params.grid})")
 
 
 if __name__ == "__main__":

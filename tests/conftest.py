@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from pipeline.annotations import prepare
 from pipeline.labels import load_labels
 from pipeline.params import SyntheticParams
 from pipeline.synthetic import write_dataset
+
+from stage_runs import run_dirs, stage, training_inputs
+
+# No per-example time limit: on a loaded 2-core machine Hypothesis's default 200 ms deadline fails tests
+# that are correct, only slow for a moment.
+settings.register_profile("pipeline", deadline=None)
+settings.load_profile("pipeline")
 
 SMALL = SyntheticParams(seed=7, train_images=24, test_images=5, min_side=128, max_side=224,
                         attribute_rate=0.3, size_defect=True)
@@ -41,3 +49,15 @@ def dataset_copy(small_dataset, tmp_path) -> Path:
 def small_instances(small_dataset) -> pd.DataFrame:
     """The prepared instance table of ``small_dataset`` (images in ``small_dataset / "train"``)."""
     return prepare(small_dataset / "train.csv", load_labels(), small_dataset / "train").instances
+
+
+@pytest.fixture(scope="session")
+def trained(small_instances, small_dataset, tmp_path_factory) -> Path:
+    """A run folder that stage train wrote: two optimizer steps, so ``last.pt`` and no ``best.pt`` yet."""
+    root = tmp_path_factory.mktemp("trained")
+    _, args = training_inputs(root, small_instances)
+    done = stage("train", *args, "--images", str(small_dataset / "train"), "--limit", "8", "--max-steps", "2",
+                 *run_dirs(root))
+    assert done.returncode == 0, done.stderr
+    assert (root / "run" / "last.pt").is_file() and not (root / "run" / "best.pt").exists()
+    return root

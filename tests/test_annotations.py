@@ -159,3 +159,68 @@ def test_wrong_columns_name_the_file(dataset_copy, header):
 def test_without_an_image_folder_only_the_csv_is_checked(small_dataset):
     result = prepare(small_dataset / "train.csv", LABELS, None)
     assert counts(result.report) == {}
+
+
+@pytest.mark.parametrize("column,value", [(2, "99999999999999999999"), (3, "99999999999999999999"), (2, "65536"),
+                                          (3, "1e30"), (2, "-3"), (3, "2.5")])
+def test_an_impossible_size_is_a_counted_invalid_size_with_its_line(dataset_copy, column, value):
+    rows = read_rows(dataset_copy)
+    rows[5][column] = value
+    write_rows(dataset_copy, rows)
+    result = run(dataset_copy)
+    problem = result.report["problems"]["invalid_size"]
+    assert problem["count"] == 1 and problem["examples"][0]["line"] == 6 and value in problem["examples"][0]["detail"]
+    assert_every_drop_counted(result.report)
+
+
+@pytest.mark.parametrize("line", [2, 4])
+def test_a_stray_field_is_an_error_naming_its_line_wherever_it_is(dataset_copy, line):
+    """pandas alone would read a first row with an extra field as an index column and shift every field."""
+    rows = read_rows(dataset_copy)
+    rows[line - 1].append("")
+    write_rows(dataset_copy, rows)
+    with pytest.raises(DataError, match=rf"train\.csv: not a valid CSV: .*Expected 5 fields in line {line}, saw 6"):
+        run(dataset_copy)
+
+
+def test_blank_lines_are_counted_and_every_line_number_stays_the_files(dataset_copy):
+    rows = read_rows(dataset_copy)
+    for index in (1, 1, 8):
+        rows.insert(index, [])
+    rows[10] = ["", "", "", "", ""]  # a row of commas only
+    write_rows(dataset_copy, [*rows, []])
+    lines = (dataset_copy / "train.csv").read_text().splitlines()
+    blank = [number for number, text in enumerate(lines, 1) if not text.strip(",")]
+    assert len(blank) == 5
+    result = run(dataset_copy)
+    problem = result.report["problems"]["blank_line"]
+    assert problem["count"] == 5 and [e["line"] for e in problem["examples"]] == blank
+    for row in result.instances.itertuples():
+        image_id, encoded = lines[row.csv_line - 1].split(",")[:2]
+        assert (image_id, encoded) == (row.image_id, row.rle), "csv_line is the row's line in the file"
+    example = result.report["problems"]["size_mismatch"]["examples"][0]
+    assert lines[example["line"] - 1].startswith(example["image_id"])
+    assert_every_drop_counted(result.report)
+
+
+def test_a_table_without_usable_rows_stops_prepare(dataset_copy):
+    rows = read_rows(dataset_copy)
+    write_rows(dataset_copy, rows[:1])
+    with pytest.raises(DataError, match=r"train\.csv: no usable rows \(kept 0/0 rows"):
+        run(dataset_copy).require(5, dataset_copy / "train.csv")
+    for row in rows[1:]:
+        row[4] = "99"
+    write_rows(dataset_copy, rows)
+    with pytest.raises(DataError, match=r"no usable rows \(kept 0/\d+ rows .*'invalid_class_id'"):
+        run(dataset_copy).require(5, dataset_copy / "train.csv")
+
+
+def test_fewer_images_than_folds_stops_prepare(dataset_copy):
+    rows = read_rows(dataset_copy)
+    images = list(dict.fromkeys(r[0] for r in rows[1:]))[:3]
+    write_rows(dataset_copy, [rows[0], *(r for r in rows[1:] if r[0] in images)])
+    result = run(dataset_copy)
+    kept = result.report["images_kept"]
+    result.require(kept, dataset_copy / "train.csv")
+    with pytest.raises(DataError, match=rf"{kept} usable image\(s\), fewer than the {kept + 1} folds"):
+        result.require(kept + 1, dataset_copy / "train.csv")

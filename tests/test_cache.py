@@ -43,24 +43,29 @@ def test_images_are_downscaled_to_the_largest_training_size_and_masks_follow(sma
 
 
 def test_training_reads_the_cache_like_the_originals(small_instances, small_dataset, tmp_path):
+    """Through the cache masks are resized twice, without it once: edges may move by a pixel, but nothing
+    may shift. Measured here: mean centroid offset (0.00, 0.05) px, mean IoU 0.87, mean pixel difference
+    0.009; the same images shifted by one pixel give (0.00, 1.05) px, 0.67 and 0.026."""
     build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
     table = pd.read_parquet(tmp_path / "cache" / "instances.parquet")
     cached = InstanceDataset(table, tmp_path / "cache" / "images", 64, 96, 92)
     original = InstanceDataset(small_instances, small_dataset / "train", 64, 96, 92)
-    intersection = union = 0
-    for index in range(6):
+    offsets, ious, differences = [], [], []
+    for index in range(len(original)):
         image_a, target_a, _ = cached[index]
         image_b, target_b, _ = original[index]
         assert all(abs(a - b) <= 1 for a, b in zip(image_a.shape, image_b.shape, strict=True)), "sizes round apart"
         height, width = min(image_a.shape[1], image_b.shape[1]), min(image_a.shape[2], image_b.shape[2])
-        assert (image_a[:, :height, :width] - image_b[:, :height, :width]).abs().mean() < 0.05
-        masks_a = target_a["masks"][:, :height, :width].bool()
-        masks_b = target_b["masks"][:, :height, :width].bool()
-        if len(masks_a) == len(masks_b):
-            intersection += int((masks_a & masks_b).sum())
-            union += int((masks_a | masks_b).sum())
-    # Masks are resized twice (nearest) through the cache, once without it: edges move by a pixel.
-    assert intersection / union > 0.8
+        differences.append(float((image_a[:, :height, :width] - image_b[:, :height, :width]).abs().mean()))
+        # per category, so that an instance one path drops at this size does not spoil the comparison
+        for category in set(target_a["labels"].tolist()) & set(target_b["labels"].tolist()):
+            a, b = (t["masks"][t["labels"] == category].any(0)[:height, :width] for t in (target_a, target_b))
+            if a.sum() >= 20 and b.sum() >= 20:
+                ious.append(float((a & b).sum() / (a | b).sum()))
+                offsets.append((torch.nonzero(a).float().mean(0) - torch.nonzero(b).float().mean(0)).tolist())
+    assert len(ious) > 100
+    assert all(abs(mean) < 0.15 for mean in torch.tensor(offsets).mean(0).tolist()), "masks shifted"
+    assert sum(ious) / len(ious) > 0.84 and sum(differences) / len(differences) < 0.015
 
 
 def test_an_interrupted_cache_resumes_and_other_settings_rebuild_it(small_instances, small_dataset, tmp_path,
@@ -75,6 +80,9 @@ def test_an_interrupted_cache_resumes_and_other_settings_rebuild_it(small_instan
     resumed = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
     assert resumed.parts_reused == len(parts) - 1
     assert resumed == dataclasses.replace(first, parts_reused=len(parts) - 1)
+    again = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    assert again.up_to_date and again.parts_reused == 0, "a finished cache is not 'kept from an interrupted run'"
+    assert again.metrics() == first.metrics()
     other = build_cache(small_instances, small_dataset / "train", out,
                         CacheSettings(min_size=32, max_size=48, scale_high=1.0, jpeg_quality=90))
     assert other.parts_reused == 0

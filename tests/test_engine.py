@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from pipeline import checkpoint, engine
 from pipeline.checkpoint import BEST, LAST
 from pipeline.dataset import InstanceDataset
 from pipeline.engine import PROGRESS, TrainingDiverged, lr_factor, train
+from pipeline.fingerprint import imported_modules
 from pipeline.model import ModelSpec
 from pipeline.sampler import EpochSampler
 from pipeline.train_params import AugmentParams, TrainParams
@@ -28,6 +31,7 @@ AUGMENT = AugmentParams(hflip=True, scale_range=(0.8, 1.2), color_jitter=0.2)
 TRAIN = TrainParams(launcher="python", fold=0, epochs=2, batch_size=2, workers=0, optimizer="sgd", lr=0.01,
                     weight_decay=1e-4, schedule="cosine", warmup_steps=2, grad_clip=10.0, precision="bf16",
                     device="cpu", seed=3, deterministic=True, checkpoint_every=1, log_every=1)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def datasets(instances, image_dir: Path, n_train: int = 6, n_val: int = 3) -> tuple[InstanceDataset, InstanceDataset]:
@@ -152,6 +156,45 @@ def test_changed_params_start_fresh_and_keep_the_old_checkpoint_aside(small_inst
                max_steps=2).resumed_from_step == 1, "DataLoader workers do not change the result"
 
 
+def test_the_training_code_digest_covers_every_module_training_loads():
+    """The resume key's code digest is over the modules ``pipeline.engine`` imports, read from its source; here
+    checked against what Python really loads with it, as DVC's deps are in test_stages."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, pipeline.engine; print(' '.join(sys.modules))"],
+                            capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+    assert {m for m in loaded if m.startswith("pipeline.")} <= set(engine._TRAINING_CODE)
+    # what chooses best.pt and shapes the targets, named by the issue that found them missing
+    assert {"pipeline.dataset", "pipeline.distributed", "pipeline.postprocess", "pipeline.metric",
+            "pipeline.coco_eval", "pipeline.attributes", "pipeline.transforms"} <= set(engine._TRAINING_CODE)
+
+
+def test_imported_modules_follows_lazy_and_package_imports(tmp_path, monkeypatch):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg import b\nimport os\n")
+    (package / "b.py").write_text("def f():\n    from pkg.c import g\n    return g\n")
+    (package / "c.py").write_text("import pkg.d\ng = 1\n")
+    (package / "d.py").write_text("")
+    (package / "unused.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert imported_modules("pkg.a", "pkg") == ("pkg.a", "pkg.b", "pkg.c", "pkg.d")
+
+
+def test_the_best_checkpoint_breaks_a_tie_of_the_score_by_mask_ap(small_instances, small_dataset, tmp_path,
+                                                                  monkeypatch):
+    """Early epochs often score 0 on the competition metric; mask AP then tells which learned more."""
+    scores = iter([{"score": 0.0, "mask_ap": 0.10}, {"score": 0.0, "mask_ap": 0.30}, {"score": 0.0, "mask_ap": 0.20},
+                   {"score": 0.0, "mask_ap": 0.50}, {"score": 0.05, "mask_ap": 0.01}, {"score": 0.05, "mask_ap": 0.01}])
+    monkeypatch.setattr(engine, "evaluate", lambda *args: next(scores))
+    data = datasets(small_instances, small_dataset / "train", n_train=2)  # one step per epoch
+    three = TRAIN.model_copy(update={"epochs": 3})
+    run(tmp_path / "tie", data, three)
+    assert checkpoint.load(tmp_path / "tie" / "run" / BEST)["step"] == 2, "the same score, the best mask AP"
+    run(tmp_path / "score", data, three)
+    assert checkpoint.load(tmp_path / "score" / "run" / BEST)["step"] == 2, \
+        "a higher score beats a higher mask AP; an equal result is no gain"
+
+
 def test_changed_training_code_starts_fresh(small_instances, small_dataset, tmp_path, capsys, monkeypatch):
     """DVC reruns the stage when the code changes; resuming would only reload the old result."""
     data = datasets(small_instances, small_dataset / "train")
@@ -174,12 +217,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, instances, image_dir: Path, tmp: Path) -> None:
+def _ddp_worker(rank: int, world: int, port: int, instances, image_dir: Path, tmp: Path,
+                params: TrainParams = TRAIN) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
-    result = run(tmp, datasets(instances, image_dir), max_steps=2)
+    result = run(tmp, datasets(instances, image_dir), params, max_steps=2)
     torch.save({k: v for k, v in result.model.named_parameters()}, tmp / f"rank{rank}.pt")
+    kinds = sorted({type(m).__name__ for m in result.model.modules() if "BatchNorm" in type(m).__name__})
+    (tmp / f"rank{rank}.json").write_text(json.dumps(kinds))
 
 
 @pytest.mark.slow
@@ -224,3 +270,49 @@ def test_validation_scores_a_perfect_prediction_one(small_instances, small_datas
     shifted = [{**o, "labels": o["labels"] % 46 + 1} for o in perfect]  # every category wrong
     score = engine.evaluate(_Replay(shifted), val_set, context, 47, batch_size=2, precision="fp32")
     assert score["score"] == 0.0
+
+
+# --- CUDA only: skipped on the CPU machines; on a GPU machine `pytest tests/test_engine.py -k cuda` runs them ---
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = TRAIN.model_copy(update={"device": "cuda", "deterministic": False})
+
+
+def test_autocast_follows_the_precision_param_on_cuda_only():
+    from pipeline.precision import autocast
+
+    x = torch.ones(4, 4)
+    for precision in ("fp32", "bf16", "fp16"):
+        with autocast(torch.device("cpu"), precision):
+            assert (x @ x).dtype == torch.float32, "the CPU always runs fp32"
+    if torch.cuda.is_available():
+        cuda = x.cuda()
+        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            with autocast(torch.device("cuda"), precision):
+                assert (cuda @ cuda).dtype == dtype, precision
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_training_on_cuda_checkpoints_and_resumes(small_instances, small_dataset, tmp_path, precision):
+    data = datasets(small_instances, small_dataset / "train")
+    params = CUDA.model_copy(update={"precision": precision})
+    first = run(tmp_path, data, params, max_steps=2)
+    saved = checkpoint.load(tmp_path / "run" / LAST)
+    assert first.steps == 2 and all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    if precision == "fp16":
+        assert saved["scaler"]["scale"] > 0, "fp16 trains with a GradScaler, whose state is checkpointed"
+    else:
+        assert saved["scaler"] == {}, "bf16 needs no loss scaling"
+    assert run(tmp_path, data, params, max_steps=3).resumed_from_step == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_ddp_on_two_cuda_gpus_trains_with_syncbatchnorm(small_instances, small_dataset, tmp_path):
+    params = CUDA.model_copy(update={"precision": "bf16"})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), small_instances, small_dataset / "train", tmp_path, params), nprocs=2)
+    kinds = json.loads((tmp_path / "rank0.json").read_text())
+    assert "SyncBatchNorm" in kinds and "BatchNorm2d" not in kinds, kinds
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])

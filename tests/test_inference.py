@@ -129,6 +129,13 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         load_model(tmp_path / "best.pt", other, torch.device("cpu"), 92)
 
 
+def test_an_unreadable_checkpoint_says_what_predict_can_do_about_it(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*rerun stage train") as caught:
+        load_model(tmp_path / "best.pt", SPEC, torch.device("cpu"), 92)
+    assert "--no-resume" not in str(caught.value), "predict has no such option"
+
+
 def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):
     """A Kaggle session that ran out of time in its first epoch still predicts, from last.pt."""
     with pytest.raises(CheckpointError, match="run stage train first"):
@@ -139,3 +146,50 @@ def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):
     (tmp_path / "best.pt").write_bytes(b"")
     assert checkpoint_path(tmp_path, "best") == tmp_path / "best.pt"
     assert checkpoint_path(tmp_path, "last") == tmp_path / "last.pt"
+
+
+SPEC = ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=MIN_SIZE, max_size=MAX_SIZE,
+                 anchor_sizes=(8, 16, 32, 64, 128))
+TTA = PredictParams(hflip=True, scales=(1.0, 1.25), batch_size=2, workers=0)
+
+
+def test_the_prediction_key_changes_with_what_changes_predictions_and_survives_json(tmp_path):
+    from dataclasses import replace
+
+    from pipeline.fingerprint import imported_modules, source_digest
+    from pipeline.inference import prediction_key
+    from pipeline.io import as_json
+
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights one")
+    records = [ImageRecord("a.jpg", 100, 80), ImageRecord("b.jpg", 90, 70)]
+    key = prediction_key(weights, SPEC, TTA, records)
+    assert as_json(key) == as_json(prediction_key(weights, SPEC, TTA, records)), "the same inputs, the same key"
+    runtime_only = TTA.model_copy(update={"batch_size": 8, "workers": 3, "part_size": 5})
+    assert prediction_key(weights, SPEC, runtime_only, records) == key, "batching changes no detection"
+    changed = [prediction_key(weights, replace(SPEC, anchor_sizes=(8, 16, 32, 64, 256)), TTA, records),
+               prediction_key(weights, SPEC, TTA.model_copy(update={"scales": (1.0,)}), records),
+               prediction_key(weights, SPEC, TTA, records[:1]),
+               prediction_key(weights, SPEC, TTA, [ImageRecord("a.jpg", 100, 81), records[1]])]
+    weights.write_bytes(b"weights two")
+    changed.append(prediction_key(weights, SPEC, TTA, records))
+    assert all(as_json(other) != as_json(key) for other in changed)
+    # the inference code, through every module it imports: the view geometry of pipeline.transforms included
+    assert key["code"] == source_digest(*imported_modules("pipeline.inference"))
+    assert "pipeline.transforms" in imported_modules("pipeline.inference")
+
+
+def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
+    from pipeline.errors import PipelineError
+    from pipeline.inference import records_of, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PipelineError, match="predict.device is cuda but torch sees no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+    import pandas as pd
+
+    table = pd.DataFrame({"image_id": ["a.jpg", "a.jpg", "b.jpg"], "height": [10, 10, 20], "width": [5, 5, 6]})
+    assert records_of(table, ["b.jpg", "a.jpg"]) == [ImageRecord("b.jpg", 20, 6), ImageRecord("a.jpg", 10, 5)]
+    with pytest.raises(PipelineError, match=r"2 image\(s\) are not in the instance table, e.g. c.jpg"):
+        records_of(table, ["a.jpg", "c.jpg", "d.jpg"])

@@ -15,26 +15,23 @@ import yaml
 from packaging.requirements import Requirement
 
 from pipeline.errors import PipelineError
-from pipeline.kaggle_bundle import BundleError, build, kernel_metadata, merge, metadata_problems
-from pipeline.kaggle_params import KernelBuildParams
-from pipeline.kaggle_session import (
-    RECORD,
-    SessionError,
-    Stage,
-    find_file,
-    find_previous,
-    read_stages,
-    render,
-    resolve_launcher,
-    stage_order,
+from pipeline.kaggle_bundle import (
+    BundleError,
+    build,
+    kernel_metadata,
+    merge,
+    metadata_problems,
+    notebook_params,
+    validate_params,
 )
+from pipeline.kaggle_params import KernelBuildParams
+from pipeline.kaggle_session import read_stages, stage_order
 from pipeline.params import SyntheticParams, load_section
 from pipeline.synthetic import write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 WHEELS = REPO / "build" / "wheelhouse" / f"py{PYTHON}"
-DVC_ORDER = ["download", "prepare", "folds", "cache", "train", "predict", "tune", "evaluate", "submission"]
 # The notebook settings of the simulated sessions: the tiny synthetic data, a model that trains in seconds.
 TINY = {
     "data": {"source": "dir"},
@@ -69,8 +66,17 @@ def tiny_params(folder: Path, session: dict | None = None) -> Path:
 
 
 def wheels() -> Path:
+    """The dependency wheels the bundle carries, which `make test` fetches in its set-up (a network step).
+
+    A plain ``pytest`` without them skips the tests that build a bundle; under `make test` (which sets
+    IMATERIALIST_REQUIRE_WHEELHOUSE) their absence is a failure, so CI never skips them quietly.
+    """
     if not (WHEELS / ".complete").is_file():
-        pytest.fail(f"{WHEELS} is missing: `make test` downloads the dependency wheels in its set-up")
+        message = (f"{WHEELS} is missing: `make test` fetches the dependency wheels in its set-up "
+                   "(or run python -m kaggle_kernel.build --wheelhouse-only)")
+        if os.environ.get("IMATERIALIST_REQUIRE_WHEELHOUSE"):
+            pytest.fail(message)
+        pytest.skip(message)
     return WHEELS
 
 
@@ -158,6 +164,22 @@ def test_metadata_defects_are_named(tmp_path, field, value, problem):
     assert any(problem in line for line in metadata_problems(meta, tmp_path)), metadata_problems(meta, tmp_path)
 
 
+def test_the_shipped_notebook_params_merge_and_validate_in_every_section(tmp_path):
+    """kaggle_kernel/params.kaggle.yaml as the build merges it over params.yaml: a typo there, or a value a
+    section refuses, fails here rather than hours into a GPU session."""
+    shipped = build_params(REPO / "params.yaml")
+    assert shipped.params_overrides == "kaggle_kernel/params.kaggle.yaml"
+    merged = notebook_params(REPO, REPO / "params.yaml", shipped)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+    validate_params(tmp_path / "params.yaml")
+    overrides = yaml.safe_load((REPO / shipped.params_overrides).read_text())
+    for section, values in overrides.items():
+        assert {key: merged[section][key] for key in values} == values, f"{section}: an override was lost"
+    assert merged["model"]["architecture"] == "maskrcnn_resnet50_fpn_v2" and merged["train"]["precision"] == "fp16"
+    assert merged["train"]["seed"] == yaml.safe_load((REPO / "params.yaml").read_text())["train"]["seed"], \
+        "what the overrides leave alone stays"
+
+
 def test_overrides_replace_values_and_reject_unknown_keys():
     base = {"train": {"epochs": 7, "lr": 0.001}, "predict": {"scales": [1.0, 1.25]}}
     assert merge(base, {"train": {"epochs": 12}, "predict": {"scales": [1.0]}}, "o.yaml") == {
@@ -189,54 +211,6 @@ def test_the_owner_comes_from_the_environment_or_a_clear_error(tmp_path):
                   {"KAGGLE_CONFIG_DIR": str(tmp_path)})
     assert built.metadata["id"] == "fromfile/imaterialist-2019-mask-rcnn"
     assert "secret" not in "".join(p.read_text(errors="ignore") for p in built.kernel.iterdir())
-
-
-# --- the session's plan -------------------------------------------------------------------------------------------
-
-def test_stages_run_in_the_order_of_dvc_yaml_deps_and_outs():
-    stages = read_stages(REPO / "dvc.yaml")
-    assert [s.name for s in stage_order(stages)] == DVC_ORDER
-    shuffled = stage_order(stages[::-1])
-    for position, stage in enumerate(shuffled):
-        later_outs = [out for other in shuffled[position + 1:] for out in other.outs]
-        assert not [dep for dep in stage.deps if dep in later_outs], f"{stage.name} runs before its inputs exist"
-    loop = [Stage("a", "x", ("b.txt",), ("a.txt",)), Stage("b", "y", ("a.txt",), ("b.txt",))]
-    with pytest.raises(SessionError, match="cycle"):
-        stage_order(loop)
-
-
-def test_commands_are_filled_from_params_as_dvc_fills_them():
-    train = next(s for s in read_stages(REPO / "dvc.yaml") if s.name == "train")
-    argv = render(train.cmd, {"train": {"launcher": "torchrun --standalone --nproc_per_node=2"}})
-    assert argv[:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
-    with pytest.raises(SessionError, match=r"\$\{train.launcher\}"):
-        render(train.cmd, {"train": {}})
-
-
-def test_two_gpus_train_with_torchrun_one_with_python():
-    assert resolve_launcher("auto", 2) == "python -m torch.distributed.run --standalone --nproc_per_node=2"
-    assert resolve_launcher("auto", 1) == resolve_launcher("auto", 0) == "python"
-    assert resolve_launcher("python -X dev", 2) == "python -X dev"
-
-
-def test_an_attached_weights_file_is_found_wherever_it_is_mounted(tmp_path):
-    with pytest.raises(SessionError, match="no files named 'w.pth'"):
-        find_file(tmp_path, "w.pth")
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "w.pth").write_bytes(b"")
-    assert find_file(tmp_path, "w.pth") == tmp_path / "a" / "b" / "w.pth"
-
-
-def test_the_previous_output_that_trained_furthest_is_resumed(tmp_path):
-    assert find_previous(tmp_path) is None
-    for name, step in (("v1", 40), ("v2", 120), ("v3", None)):
-        run = tmp_path / name
-        (run / "models" / "train").mkdir(parents=True)
-        (run / RECORD).write_text('{"sessions": []}')
-        if step is not None:
-            (run / "models" / "train" / "last.pt").write_bytes(b"")
-            (run / "models" / "train" / "progress.json").write_text(json.dumps({"step": step}))
-    assert find_previous(tmp_path) == tmp_path / "v2", "v3 has no checkpoint; v2 is furthest"
 
 
 # --- whole sessions in a simulated Kaggle -------------------------------------------------------------------------
@@ -286,13 +260,15 @@ def notebook_python(tmp_path_factory) -> Path:
     return python
 
 
-def _isolated(command: list[str], read_only: Path) -> list[str]:
-    """``command`` without network and with ``read_only`` mounted read-only, where Linux namespaces allow it."""
+def _can_isolate() -> bool:
     unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-rmn", "true"], capture_output=True).returncode == 0:
-        script = f'mount --bind "{read_only}" "{read_only}" && mount -o remount,ro,bind "{read_only}" && exec "$@"'
-        return [unshare, "-rmn", "sh", "-c", script, "sh", *command]
-    return command
+    return bool(unshare) and subprocess.run([unshare, "-rmn", "true"], capture_output=True).returncode == 0
+
+
+def _isolated(command: list[str], read_only: Path) -> list[str]:
+    """``command`` without network and with ``read_only`` mounted read-only (Linux namespaces)."""
+    script = f'mount --bind "{read_only}" "{read_only}" && mount -o remount,ro,bind "{read_only}" && exec "$@"'
+    return ["unshare", "-rmn", "sh", "-c", script, "sh", *command]
 
 
 def _kaggle(root: Path, notebook_python: Path, kernel: Path) -> subprocess.CompletedProcess:
@@ -331,6 +307,7 @@ def assert_valid_submission(working: Path, competition_data: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not _can_isolate(), reason="needs unshare -rmn: without it the session would run online")
 def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, notebook_python):
     """Session 1 runs out of training time after one step yet submits; session 2, given session 1's output
     as a kernel source, continues from that step and finishes; both write a valid submission."""
@@ -343,7 +320,7 @@ def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, noteb
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Successfully installed" in done.stdout and "imaterialist-pipeline" in done.stdout
     record = json.loads((first / "working" / "kaggle-session.json").read_text())["sessions"]
-    assert [s["name"] for s in record[0]["stages"]] == DVC_ORDER
+    assert [s["name"] for s in record[0]["stages"]] == [s.name for s in stage_order(read_stages(REPO / "dvc.yaml"))]
     assert record[0]["train"]["step"] == 1 and record[0]["train"]["stopped_by"] == "deadline"
     assert (first / "working" / "models" / "train" / "last.pt").is_file()
     assert_valid_submission(first / "working", competition_data)

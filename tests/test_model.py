@@ -77,6 +77,23 @@ def test_training_images_are_not_resized_again_but_inference_images_are():
     assert min(model.transform.resize(image)[0].shape[-2:]) == 64
 
 
+def test_roi_poolers_use_the_fpn_strides_whatever_batch_comes_first():
+    """torchvision's poolers would guess the level scales from their first batch and keep the guess."""
+    from torchvision.ops.poolers import _setup_scales
+
+    strides = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    model = build_model(ModelSpec(architecture="maskrcnn_resnet18_fpn", min_size=66, max_size=200), 47, 92).eval()
+    image = torch.rand(3, 66, 100)  # batched at 96 x 128: the padding is a third of the height
+    with torch.no_grad():
+        features = model.backbone(model.transform([image])[0].tensors)
+        model([image])
+    levels = [features[name] for name in model.roi_heads.box_roi_pool.featmap_names]
+    assert _setup_scales(levels, [(66, 100)], 224, 4)[0][0] == 1 / 2, "what torchvision alone would infer"
+    for pooler in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+        assert pooler.scales == strides and (pooler.map_levels.k_min, pooler.map_levels.k_max) == (2, 5)
+    assert _setup_scales(levels, [(96, 128)], 224, 4)[0] == strides, "without padding the guess is the stride"
+
+
 def test_params_section_validates_the_spec(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("model:\n  architecture: maskrcnn_resnet18_fpn\n  anchor_sizes: [16, 32, 64]\n")

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import batched_nms
 
-from pipeline.detections import Detections
+from pipeline.detections import Detections, Instance
 from pipeline.labels import load_labels
-from pipeline.postprocess import Instance, clusters, paste, process_image, remove_overlaps
+from pipeline.postprocess import clusters, paste, process_image, remove_overlaps
 from pipeline.predict_params import PostprocessParams
 
 PARAMS = PostprocessParams(tta=True, score_thresh=0.0, nms_iou=0.5, mask_thresh=0.5, min_area=0,

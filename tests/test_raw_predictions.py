@@ -9,7 +9,9 @@ from pipeline import raw_predictions
 from pipeline.detections import Detections, ImageRecord
 
 RECORDS = [ImageRecord(f"{k:02d}.jpg", 100 + k, 80 + k) for k in range(7)]
-KEY = {"checkpoint": "abc", "predict": {"scales": [1.0]}}
+# Shaped as inference.prediction_key builds it: ModelSpec's fields are tuples, which JSON stores as lists.
+KEY = {"checkpoint": "abc", "model": {"anchor_sizes": (32, 64, 128, 256, 512), "aspect_ratios": (0.5, 1.0, 2.0)},
+       "predict": {"scales": (1.0,)}}
 
 
 def fake_detections(record: ImageRecord) -> Detections:

@@ -107,6 +107,11 @@ def test_touching_runs_decode():
         ("5 2 6 1", "not_increasing", "ends at pixel 6"),
         ("5 2 5 1", "not_increasing", "run 2 (5 1)"),
         ("11 3", "past_end", "past the last pixel 12"),
+        ("5 99999999999999999999", "past_end", "a number outside the 64-bit integer range"),
+        ("99999999999999999999 1", "past_end", "a number outside the 64-bit integer range"),
+        ("1 9223372036854775807", "past_end", "a number outside the 64-bit integer range"),
+        ("5 -99999999999999999999", "past_end", "a number outside the 64-bit integer range"),
+        ("3 9223372036854775800", "past_end", "ends at pixel 9223372036854775802"),
     ],
 )
 def test_malformed_input_is_one_error_type_saying_what_is_wrong(text, kind, says):
@@ -125,7 +130,8 @@ def test_bad_size_is_an_error():
         rle.decode("1 1", 0, 4)
 
 
-tokens = st.lists(st.integers(-3, 30), max_size=8)
+# beside small runs, numbers whose sum overflows int64 (an end that wraps around to a negative pixel)
+tokens = st.lists(st.integers(-3, 30) | st.sampled_from([2**62, 2**63 - 1, 10**20, -(10**20)]), max_size=8)
 texts = st.one_of(
     tokens.map(lambda t: " ".join(map(str, t))),
     st.text(alphabet=" 0123456789-x", max_size=16),

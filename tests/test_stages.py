@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-from pipeline import checkpoint
-from pipeline.folds import make_folds
+from pipeline import checkpoint, raw_predictions
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def stage(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def params_file(tmp_path: Path, **changes: dict) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+from stage_runs import REPO, params_file, predict_args, run_dirs, stage, training_inputs
 
 
 def test_prepare_stage_fails_on_size_mismatch_when_asked(small_dataset, tmp_path):
@@ -63,6 +47,25 @@ def test_prepare_and_folds_stages_write_their_outputs(small_dataset, tmp_path):
     assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
 
 
+def test_a_header_only_train_csv_stops_prepare_and_folds_explains_too(dataset_copy, small_instances, tmp_path):
+    params = params_file(tmp_path)
+    header = (dataset_copy / "train.csv").read_text().splitlines()[0]
+    (dataset_copy / "train.csv").write_text(header + "\n")
+    done = stage("prepare", "--params", str(params), "--raw", str(dataset_copy),
+                 "--out", str(tmp_path / "t.parquet"), "--report", str(tmp_path / "r.json"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {dataset_copy}/train.csv: no usable rows (kept 0/0")
+    assert not (tmp_path / "t.parquet").exists() and json.loads((tmp_path / "r.json").read_text())["rows"] == 0
+    few = small_instances[small_instances.image_id.isin(sorted(small_instances.image_id.unique())[:3])]
+    few.to_parquet(tmp_path / "few.parquet")
+    done = stage("folds", "--params", str(params), "--instances", str(tmp_path / "few.parquet"),
+                 "--labels", str(dataset_copy / "label_descriptions.json"), "--out", str(tmp_path / "folds.csv"),
+                 "--metrics", str(tmp_path / "folds.json"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"error: {tmp_path / 'few.parquet'}: 3 image(s) cannot be split into 5 folds "
+                                   "(folds.n_folds); check stage prepare's report for the rows it dropped")
+
+
 @pytest.mark.parametrize("name", list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]))
 def test_each_stage_depends_on_every_module_it_imports(name):
     """Otherwise a change to an imported module would not make `dvc repro` rerun the stage."""
@@ -72,28 +75,6 @@ def test_each_stage_depends_on_every_module_it_imports(name):
     modules = {m.replace(".", "/") + ".py" for m in imported if m.startswith(("pipeline.", "stages."))}
     deps = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]["deps"])
     assert modules - deps == set()
-
-
-TINY_TRAINING = {
-    "model": {"min_size": 64, "max_size": 96, "anchor_sizes": [8, 16, 32, 64, 128], "rpn_post_nms_top_n_train": 100,
-              "box_batch_size_per_image": 32, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 100},
-    "train": {"epochs": 2, "batch_size": 2, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 2},
-}
-
-
-def training_inputs(tmp_path: Path, instances: pd.DataFrame, **changes: dict) -> tuple[Path, list[str]]:
-    """A params file for a seconds-long training run, and the stage arguments other than the run folders."""
-    instances.to_parquet(tmp_path / "instances.parquet")
-    make_folds(instances, 46, 4, 0).to_csv(tmp_path / "folds.csv", index=False)
-    sections = {name: {**TINY_TRAINING.get(name, {}), **changes.get(name, {})} for name in ("model", "train")}
-    params = params_file(tmp_path, **sections)
-    labels = REPO / "pipeline" / "data" / "label_descriptions.json"
-    return params, ["--params", str(params), "--instances", str(tmp_path / "instances.parquet"),
-                    "--folds", str(tmp_path / "folds.csv"), "--labels", str(labels)]
-
-
-def run_dirs(root: Path) -> list[str]:
-    return ["--run-dir", str(root / "run"), "--live-dir", str(root / "live")]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -117,35 +98,6 @@ def test_train_stage_rejects_a_fold_that_does_not_exist(small_instances, small_d
 
 
 @pytest.mark.slow
-def test_a_killed_training_run_resumes_to_the_uninterrupted_result(small_instances, small_dataset, tmp_path):
-    params, args = training_inputs(tmp_path, small_instances)
-    args += ["--images", str(small_dataset / "train"), "--limit", "8"]
-    whole = stage("train", *args, *run_dirs(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr
-    cut = tmp_path / "cut"
-    running = subprocess.Popen([sys.executable, "-m", "stages.train", *args, *run_dirs(cut)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 240
-    while not (cut / "run" / "last.pt").exists() and running.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    running.kill()
-    running.wait()
-    killed_at = checkpoint.load(cut / "run" / "last.pt")["state"]["step"]
-    resumed = stage("train", *args, *run_dirs(cut))
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"step {killed_at}" in resumed.stdout and killed_at < 8
-    expected = checkpoint.load(tmp_path / "whole" / "run" / "last.pt")
-    got = checkpoint.load(cut / "run" / "last.pt")
-    timing = {"val_seconds"}  # a measured duration, not a result
-    assert {k: v for k, v in got["state"].items() if k not in timing} == \
-        {k: v for k, v in expected["state"].items() if k not in timing}
-    assert all(torch.equal(expected["model"][k], got["model"][k]) for k in expected["model"])
-    steps = pd.read_csv(cut / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t").step
-    assert steps.tolist() == list(range(1, 9)), "the resumed curve has no gaps or repeated steps"
-
-
-@pytest.mark.slow
 def test_torchrun_runs_the_same_stage_on_two_processes(small_instances, small_dataset, tmp_path):
     params, args = training_inputs(tmp_path, small_instances)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -159,36 +111,25 @@ def test_torchrun_runs_the_same_stage_on_two_processes(small_instances, small_da
     assert saved["state"]["step"] == 2 and len(saved["rng"]) == 2 and saved["params"]["world_size"] == 2
 
 
-def test_predict_tune_evaluate_and_submission_stages_chain(small_instances, small_dataset, tmp_path):
-    """From a checkpoint to a valid submission.csv, through the stage entry points dvc.yaml runs."""
-    from pipeline.model import ModelSpec, build_model
-
-    params, _ = training_inputs(tmp_path, small_instances)
-    spec_params = yaml.safe_load(params.read_text())
-    spec_params["predict"].update(scales=[1.0, 1.2], part_size=3)
-    spec_params["tune"].update(score_thresh=[0.05, 0.5], nms_iou=[0.5], mask_thresh=[0.5], min_area=[0],
-                               max_detections=[20], rounds=1)
-    spec_params["evaluate"]["gallery_images"] = 2
-    params.write_text(yaml.safe_dump(spec_params))
-    spec = ModelSpec(**{**spec_params["model"], "anchor_sizes": tuple(spec_params["model"]["anchor_sizes"])})
-    torch.manual_seed(0)
-    (tmp_path / "run").mkdir()
-    torch.save({"model": build_model(spec, 47, 92).state_dict(), "num_classes": 47}, tmp_path / "run" / "best.pt")
+def test_predict_tune_evaluate_and_submission_stages_chain(trained, small_instances, small_dataset, tmp_path):
+    """From the checkpoint stage train wrote to a valid submission.csv, through the entry points dvc.yaml runs."""
+    params, _ = training_inputs(tmp_path, small_instances,
+                                predict={"scales": [1.0, 1.2], "part_size": 3},
+                                tune={"score_thresh": [0.05, 0.5], "nms_iou": [0.5], "mask_thresh": [0.5],
+                                      "min_area": [0], "max_detections": [20], "rounds": 1},
+                                evaluate={"gallery_images": 2})
     common = ["--params", str(params)]
     labels = ["--labels", str(small_dataset / "label_descriptions.json")]
-    predicted = stage("predict", *common, "--run-dir", str(tmp_path / "run"),
-                      "--instances", str(tmp_path / "instances.parquet"), "--folds", str(tmp_path / "folds.csv"),
-                      "--train-images", str(small_dataset / "train"),
-                      "--sample-submission", str(small_dataset / "sample_submission.csv"),
-                      "--test-images", str(small_dataset / "test"), *labels, "--out", str(tmp_path / "predictions"))
+    predicted = stage("predict", *predict_args(trained, params, small_dataset, tmp_path / "predictions"))
     assert predicted.returncode == 0, predicted.stderr
+    assert "best.pt does not exist yet (training has not finished an epoch): predicting with" in predicted.stdout
     assert "x1, x1.2, x1-flip, x1.2-flip" in predicted.stdout
     tuned = stage("tune", *common, "--predictions", str(tmp_path / "predictions" / "val"),
                   "--instances", str(tmp_path / "instances.parquet"), *labels,
                   "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"))
     assert tuned.returncode == 0, tuned.stderr
     search = json.loads((tmp_path / "tune.json").read_text())
-    assert search["tuned"] >= search["default"] and 0 <= search["tuned_held_out"] <= 1
+    assert search["tuned_thresholds"] >= search["default"]
     evaluated = stage("evaluate", *common, "--predictions", str(tmp_path / "predictions" / "val"),
                       "--instances", str(tmp_path / "instances.parquet"), "--images", str(small_dataset / "train"),
                       *labels, "--tuned", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "eval.json"),
@@ -213,9 +154,66 @@ def test_predict_tune_evaluate_and_submission_stages_chain(small_instances, smal
     checked = stage("validate_submission", str(tmp_path / "submission.csv"), *labels,
                     "--sample-submission", str(small_dataset / "sample_submission.csv"),
                     "--test-images", str(small_dataset / "test"), "--tuned", str(tmp_path / "postprocess.yaml"))
-    assert checked.returncode == 0 and "valid" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and f"{tmp_path / 'submission.csv'}: valid (" in checked.stdout, checked.stderr
     rows = pd.read_csv(tmp_path / "submission.csv", keep_default_na=False)
     assert set(rows.ImageId) == set(pd.read_csv(small_dataset / "sample_submission.csv").ImageId)
+
+
+def scored_predictions(instances: pd.DataFrame, records: list, folder: Path, seed: int = 0) -> None:
+    """Predictions as a model with some skill would make them: each true instance found in its box at a
+    random score, and a false positive of another category in the same box at another, so that thresholds
+    matter."""
+    from pipeline.detections import Detections
+
+    rng = np.random.default_rng(seed)
+    full = np.full((28, 28), 255, np.uint8)
+
+    def detections(record) -> Detections:
+        rows = instances[instances.image_id == record.image_id]
+        boxes = rows[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(np.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        n = len(rows)
+        return Detections(np.concatenate([boxes, boxes]),  # the false positives: the same boxes, other categories
+                          rng.uniform(0.05, 0.95, 2 * n).astype(np.float32),
+                          np.concatenate([rows.category, (rows.category + 7) % 46]).astype(np.int16),
+                          np.zeros(2 * n, np.int8), np.repeat(full[None], 2 * n, 0), np.zeros((2 * n, 92), np.uint8))
+
+    raw_predictions.write(folder, {"crafted": seed}, records, 28, 92, ["x1"],
+                          lambda todo: iter([(todo, [detections(r) for r in todo])]), 8)
+
+
+def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small_instances, small_dataset,
+                                                                           tmp_path):
+    from pipeline import tuning
+    from pipeline.inference import records_of
+    from pipeline.labels import load_labels
+    from pipeline.params import load_section
+    from pipeline.predict_params import PostprocessParams, TuneParams
+
+    params, _ = training_inputs(tmp_path, small_instances, tune={
+        "score_thresh": [0.1, 0.3, 0.5, 0.7], "nms_iou": [0.5], "mask_thresh": [0.5], "min_area": [0],
+        "max_detections": [100], "rounds": 1, "tta": [False], "workers": 1, "attribute_thresh": [0.5],
+        "attribute_policy": ["category"]})
+    val_ids = sorted(pd.read_csv(tmp_path / "folds.csv").query("fold == 0").ImageId)
+    records = records_of(small_instances, val_ids)
+    scored_predictions(small_instances, records, tmp_path / "val", seed=1)  # a seed whose halves tune apart
+    done = stage("tune", "--params", str(params), "--predictions", str(tmp_path / "val"),
+                 "--instances", str(tmp_path / "instances.parquet"),
+                 "--labels", str(small_dataset / "label_descriptions.json"),
+                 "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"))
+    assert done.returncode == 0, done.stderr
+    said = json.loads((tmp_path / "tune.json").read_text())
+    tune, start = load_section(params, "tune", TuneParams), load_section(params, "postprocess", PostprocessParams)
+    folder = raw_predictions.read(tmp_path / "val")
+    truth = tuning.truth_on_grid(small_instances, folder.images, start)
+    scorer = tuning.Scorer(folder.by_image(), 1, truth, load_labels())
+    found = tuning.search(scorer, folder.images, start, tune, load_labels())
+    held_out, _ = tuning.held_out_score(scorer, folder.images, start, tune, load_labels())
+    assert (said["default"], said["tuned_thresholds"], said["tuned"], said["tuned_held_out"]) == pytest.approx(
+        (found.start_score, found.thresholds_score, found.score, held_out), abs=1e-5)
+    assert said["tuned_thresholds"] > said["default"] and said["tuned_held_out"] != pytest.approx(said["tuned"]), \
+        "the scene separates the numbers: a stage that mixed them up would fail here"
+    assert load_section(tmp_path / "postprocess.yaml", "postprocess", PostprocessParams) == found.params
 
 
 def test_submission_refuses_predictions_that_miss_test_images(small_instances, small_dataset, tmp_path):
@@ -238,14 +236,15 @@ def test_submission_refuses_predictions_that_miss_test_images(small_instances, s
 
 
 def project_copy(tmp_path: Path) -> Path:
-    """The files git would commit, committed in a fresh git repository: what a clean clone holds."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    """What a clean clone of the code under test holds, committed in a fresh repository: every tracked file as
+    the working tree has it (``git stash create`` snapshots them without touching anything) and nothing else,
+    neither an untracked file a clone would lack nor an ignored output."""
+    snapshot = subprocess.run(["git", "stash", "create"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip() or "HEAD"
+    archive = subprocess.run(["git", "archive", snapshot], cwd=REPO, capture_output=True, check=True).stdout
     root = tmp_path / "project"
-    for name in filter(None, listed):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
+    root.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
@@ -266,6 +265,7 @@ DATA_STAGES = ("download", "prepare", "folds", "cache")
 @pytest.mark.slow
 def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_path):
     root = project_copy(tmp_path)
+    committed = yaml.safe_load((root / "dvc.lock").read_text())  # as the commit under test has it
     assert "analytics = false" in (root / ".dvc" / "config").read_text()
     first = dvc(root, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -285,21 +285,25 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     metrics = json.loads((root / "dvclive" / "train" / "metrics.json").read_text())
     best = torch.load(root / "models" / "train" / "best.pt", weights_only=True)
     assert metrics["val"]["best_score"] == best["score"]["score"]
-    # on the development machine: see README; other CPUs round differently, so leave a margin
-    assert best["score"]["mask_ap"] > 0.02, "the demo model learns"
+    # Deterministic on a machine; another CPU sums in another order. Measured: the default demo with two
+    # threads and with one (as another CPU would round): best epoch's mask AP 0.114 and 0.110, submitted
+    # 0.117 and 0.151, held-out 0.106 and 0.127. The bounds leave about 3x those spreads and still fail on a
+    # 40 % loss; the upper ones catch a validation image leaking into training.
+    assert 0.08 <= best["score"]["mask_ap"] <= 0.16, "the demo model learns as much as it did"
     evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
     tuned = json.loads((root / "metrics" / "tune.json").read_text())
-    assert evaluation["submitted"] > 0.03 and tuned["tuned"] >= tuned["default"]
+    assert 0.08 <= evaluation["submitted"] <= 0.22 and 0.07 <= tuned["tuned_held_out"] <= 0.2
+    assert tuned["tuned_thresholds"] >= tuned["default"]
+    assert evaluation["submitted"] == pytest.approx(tuned["tuned"], abs=1e-4), "evaluate scores what tune chose"
     checked = subprocess.run([sys.executable, "-m", "stages.validate_submission", "submission.csv"], cwd=root,
                              capture_output=True, text=True, timeout=300)
-    assert checked.returncode == 0 and "valid" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and checked.stdout.startswith("submission.csv: valid ("), checked.stderr
     shown = dvc(root, "plots", "show", "--json")
     assert shown.returncode == 0, shown.stderr
     for plotted in ("val/mask_ap.tsv", "val/score.tsv", "train/loss.tsv", "evaluation/gallery/00_"):
         assert plotted in shown.stdout, plotted
 
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    committed = yaml.safe_load((REPO / "dvc.lock").read_text())
     for name in DATA_STAGES:  # trained weights differ across CPUs; the data stages must not
         assert lock["stages"][name] == committed["stages"][name], (
             f"stage {name}: outputs or code differ from the committed dvc.lock: run `make demo`, commit dvc.lock")

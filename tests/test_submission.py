@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,8 @@ import pytest
 import yaml
 
 from pipeline import kaggle_submit, rle, submission
-from pipeline.detections import ImageRecord
+from pipeline.detections import ImageRecord, Instance
 from pipeline.labels import load_labels
-from pipeline.postprocess import Instance
 from pipeline.submission import COLUMNS, SubmissionError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,14 +133,28 @@ class FakeKaggle:
             raise self.error
 
 
+def git_repository(root: Path) -> Path:
+    """A one-commit repository holding params.yaml."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    root.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    (root / "params.yaml").write_text("a: 1\n")
+    subprocess.run(["git", "add", "params.yaml"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], cwd=root, check=True)
+    return root
+
+
 def test_submit_sends_the_file_with_a_message_naming_commit_and_params(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("a: 1\n")
-    text = kaggle_submit.message(REPO, [params], "first try")
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    assert text.startswith(f"commit {revision.stdout.strip()}") and text.endswith("first try")
+    repo = git_repository(tmp_path / "repo")
+    params = repo / "params.yaml"
+    text = kaggle_submit.message(repo, [params], "first try")
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert text.startswith(f"commit {revision.stdout.strip()} params ") and text.endswith("first try")
+    assert "+changes" not in text
     params.write_text("a: 2\n")
-    assert kaggle_submit.message(REPO, [params]).split(" params ")[1] != text.split(" params ")[1].split()[0]
+    edited = kaggle_submit.message(repo, [params])
+    assert edited.startswith(f"commit {revision.stdout.strip()}+changes params "), "uncommitted edits are marked"
+    assert edited.split(" params ")[1] != text.split(" params ")[1].split()[0]
     api = FakeKaggle()
     kaggle_submit.submit(api, tmp_path / "s.csv", "imaterialist-fashion-2019-FGVC6", text)
     assert api.calls == [{"file_name": str(tmp_path / "s.csv"), "message": text,
@@ -154,10 +168,16 @@ def test_a_refused_upload_is_a_clear_error(tmp_path):
 
 
 def submit_stage(tmp_path: Path, submission_csv: Path, sample: Path, images: Path, tuned: Path,
-                 ) -> subprocess.CompletedProcess:
+                 fake_http: bool = False, **env_changes: str) -> subprocess.CompletedProcess:
+    """``python -m stages.submit`` with no Kaggle credentials but those in ``env_changes``.
+
+    With ``fake_http`` every HTTP request goes to ``tests/fake_kaggle_http.py`` (logged in tmp_path/http.jsonl).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(tmp_path), KAGGLE_CONFIG_DIR=str(tmp_path / ".kaggle"), XDG_CONFIG_HOME=str(tmp_path))
-    return subprocess.run([sys.executable, "-m", "stages.submit", "--file", str(submission_csv),
+    env.update(HOME=str(tmp_path), KAGGLE_CONFIG_DIR=str(tmp_path / ".kaggle"), XDG_CONFIG_HOME=str(tmp_path),
+               PYTHONPATH=str(REPO), **env_changes)
+    runner = [str(REPO / "tests" / "fake_kaggle_http.py"), str(tmp_path / "http.jsonl")] if fake_http else []
+    return subprocess.run([sys.executable, *runner, "-m", "stages.submit", "--file", str(submission_csv),
                            "--sample-submission", str(sample), "--test-images", str(images),
                            "--labels", str(REPO / "pipeline" / "data" / "label_descriptions.json"),
                            "--tuned", str(tuned)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -177,3 +197,105 @@ def test_submit_validates_first_then_needs_credentials(small_dataset, tmp_path):
     done = submit_stage(tmp_path, good, small_dataset / "sample_submission.csv", small_dataset / "test", tuned)
     assert done.returncode == 1 and done.stderr.startswith("error: Kaggle credentials not found")
     assert "Traceback" not in done.stderr
+
+
+SECRET = "kaggle-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def submittable(small_dataset, tmp_path) -> tuple[Path, Path, Path, Path]:
+    """A valid submission of the small dataset's test images, with what stages.submit checks it against."""
+    records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
+    good = tmp_path / "good.csv"
+    submission.frame({}, records).to_csv(good, index=False)
+    return good, small_dataset / "sample_submission.csv", small_dataset / "test", tuned
+
+
+def test_submit_uploads_through_the_real_client_to_kaggles_endpoints(submittable, tmp_path):
+    from fake_kaggle_http import ACCEPTED
+
+    done = submit_stage(tmp_path, *submittable, fake_http=True, KAGGLE_USERNAME="tester", KAGGLE_KEY=SECRET)
+    assert done.returncode == 0, done.stderr
+    assert f"Kaggle says: {ACCEPTED}" in done.stdout
+    sent = [json.loads(line) for line in (tmp_path / "http.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["url"].rsplit("/", 1)[-1]) for r in sent] == [
+        ("POST", "StartSubmissionUpload"), ("PUT", "submission"), ("POST", "CreateSubmission")]
+    start, create = json.loads(sent[0]["body"]), json.loads(sent[2]["body"])
+    assert start["competitionName"] == "imaterialist-fashion-2019-FGVC6" and start["fileName"] == "good.csv"
+    assert sent[1]["body"] == submittable[0].read_text(), "the file itself is uploaded"
+    assert create["blobFileTokens"] == "blob-token-1" and create["submissionDescription"].startswith("commit ")
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_a_failed_upload_is_an_error_not_a_success(submittable, tmp_path):
+    done = submit_stage(tmp_path, *submittable, fake_http=True, KAGGLE_USERNAME="tester", KAGGLE_KEY=SECRET,
+                        FAKE_KAGGLE_UPLOAD_STATUS="400")
+    assert done.returncode == 1 and "failed (Could not submit to competition); nothing was submitted" in done.stderr
+    assert "submitted good.csv" not in done.stdout
+
+
+@pytest.mark.parametrize("credentials", [{"KAGGLE_API_TOKEN": SECRET},
+                                         {"KAGGLE_USERNAME": "tester", "KAGGLE_KEY": SECRET}],
+                         ids=["token, checked online", "key, used at upload"])
+def test_no_network_reads_as_no_network(submittable, tmp_path, credentials):
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+    done = submit_stage(tmp_path, *submittable, HTTPS_PROXY=closed, HTTP_PROXY=closed, NO_PROXY="", **credentials)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("error: could not reach Kaggle (api.kaggle.com: "), done.stderr
+    assert "Traceback" not in done.stderr and "accepted the competition's rules" not in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("content,says", [('{"username": "tester", "key": "' + SECRET, "is malformed (not JSON"),
+                                          ('{"username": "tester"}', 'is malformed: it needs the text fields')])
+def test_a_malformed_kaggle_json_says_it_is_malformed(submittable, tmp_path, content, says):
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "kaggle.json").write_text(content)
+    done = submit_stage(tmp_path, *submittable)
+    assert done.returncode == 1 and says in done.stderr and "kaggle.json" in done.stderr, done.stderr
+    assert "credentials not found" not in done.stderr and SECRET not in done.stdout + done.stderr
+
+
+def validate_stage(tmp_path: Path, file: Path, small_dataset: Path) -> subprocess.CompletedProcess:
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
+    return subprocess.run([sys.executable, "-m", "stages.validate_submission", str(file),
+                           "--sample-submission", str(small_dataset / "sample_submission.csv"),
+                           "--test-images", str(small_dataset / "test"),
+                           "--labels", str(small_dataset / "label_descriptions.json"), "--tuned", str(tuned)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize("line", [2, 3])
+def test_a_row_with_an_extra_field_is_named_wherever_it_is(small_dataset, tmp_path, line):
+    """pandas alone shifts every field when the first row has one too many: 'ImageId ... is not a test image'."""
+    records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
+    lines = submission.frame({}, records).to_csv(index=False).splitlines()
+    lines[line - 1] += ","
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    done = validate_stage(tmp_path, tmp_path / "s.csv", small_dataset)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"Expected 3 fields in line {line}, saw 4" in done.stderr and "is not a test image" not in done.stderr
+
+
+def test_unsorted_attributes_are_accepted_with_a_warning_and_blank_lines_skipped(small_dataset, tmp_path):
+    records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
+    frame = submission.frame({records[0].image_id: [Instance("10_20_5", 0.9, np.ones((16, 16), bool))]}, records)
+    lines = frame.to_csv(index=False).splitlines()
+    (tmp_path / "s.csv").write_text("\n".join([lines[0], lines[1], "", *lines[2:]]) + "\n")
+    done = validate_stage(tmp_path, tmp_path / "s.csv", small_dataset)
+    assert done.returncode == 0 and f"{tmp_path / 's.csv'}: valid (" in done.stdout, done.stderr
+    assert f"{len(records)} images" in done.stdout
+    assert "warning: " in done.stderr and "line 2: ClassId '10_20_5' is accepted, but its attributes are not in " \
+        "increasing order; ground truth would read '10_5_20'" in done.stderr
+    assert "line 3: blank line (skipped)" in done.stderr
+
+
+def test_the_validator_does_not_load_torch():
+    """It checks a CSV: loading the model stack made it take 5 s and 900 MB for a 73 KB file."""
+    code = "import sys, stages.validate_submission; print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "'torch'" not in loaded and "'torchvision'" not in loaded

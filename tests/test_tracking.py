@@ -48,7 +48,7 @@ def test_the_repository_dvclive_opens_is_closed_on_leaving(tmp_path, monkeypatch
     with open_live(tmp_path / "live", None) as live:
         live.log_metric("x", 1.0)
         repo = live._dvc_repo
-    pack_files = [f for f in _open_files() if "/objects/pack/" in f]
+    pack_files = [f for f in _open_files() if f.startswith(str(tmp_path.resolve())) and "/objects/pack/" in f]
     assert repo is not None and not pack_files
 
 

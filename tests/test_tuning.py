@@ -54,12 +54,47 @@ def test_the_search_finds_the_threshold_that_removes_the_false_positive():
     assert held_out == pytest.approx(1.0) and held_out_policy is None
 
 
-def test_the_search_never_ends_below_its_start():
+def test_the_threshold_phase_never_ends_below_its_start():
     records, detections, table = scene()
     scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
     worse = TUNE.model_copy(update={"score_thresh": (0.95,), "attribute_policy": ("drop",)})
     found = tuning.search(scorer, records, START, worse, LABELS)
-    assert found.score >= found.start_score and found.params.score_thresh == 0.1
+    assert found.thresholds_score == found.score == found.start_score and found.params.score_thresh == 0.1
+
+
+def garment_scene(n_attributed: int, n_plain: int):
+    """A dress (category 10) on every image, found at 0.9 with attributes 5 and 20 at probability 0.9.
+
+    On the first ``n_attributed`` images the truth is ``10_5_20``; on the others it is ``10`` (annotated
+    without attributes, as 80 % of the real training images are).
+    """
+    records = [ImageRecord(f"{k}.jpg", 64, 64) for k in range(n_attributed + n_plain)]
+    rows, detections = [], {}
+    probabilities = np.zeros((1, 92), np.uint8)
+    probabilities[0, [5, 20]] = 230
+    for k, r in enumerate(records):
+        attributed = k < n_attributed
+        rows.append({"image_id": r.image_id, "height": 64, "width": 64, "class_id": "10_5_20" if attributed else "10",
+                     "category": 10, "rle": rle.encode(square(10, 10, 20))})
+        detections[r.image_id] = Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([0.9], np.float32),
+                                            np.array([10], np.int16), np.array([0], np.int8), FULL[None].copy(),
+                                            probabilities.copy())
+    return records, detections, pd.DataFrame(rows)
+
+
+def test_the_attribute_phase_gains_on_its_images_and_may_cost_on_all():
+    """Tuned on the 2 attributed images, ``full`` wins there (0 -> 1) and loses the 4 others (1 -> 0)."""
+    records, detections, table = garment_scene(2, 4)
+    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
+    found = tuning.search(scorer, records, START, TUNE.model_copy(update={"attribute_policy": ("category", "full")}),
+                          LABELS)
+    assert found.policy_images == 2 and found.params.category_policy == {10: "full"}
+    assert (found.policy_start_score, found.policy_score) == (pytest.approx(0.0), pytest.approx(1.0))
+    assert found.thresholds_score == pytest.approx(found.start_score) == pytest.approx(4 / 6)
+    assert found.score == pytest.approx(2 / 6), "below the start on all images: reported, not hidden"
+    on_all = tuning.search(scorer, records, START, TUNE.model_copy(update={
+        "attribute_policy": ("category", "full"), "policy_images": "all"}), LABELS)
+    assert on_all.params.category_policy == {} and on_all.score == pytest.approx(4 / 6), "tuned on all, it keeps"
 
 
 def test_truth_is_resized_to_the_submission_grid():
