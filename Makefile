@@ -24,15 +24,17 @@ demo: $(STAMP)
 $(WHEELHOUSE)/.complete: $(STAMP)
 	$(RUN) python -m kaggle_kernel.build --wheelhouse-only
 
-# The slowest tests are listed at the end of the output; the bundle tests may not skip for want of wheels.
-test: $(STAMP) $(WHEELHOUSE)/.complete
+# Lint first (style and the declared layering of pyproject.toml), then every test. The slowest tests
+# are listed at the end of the output; the bundle tests may not skip for want of wheels.
+test: lint $(WHEELHOUSE)/.complete
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest --durations=15
 
-test-fast: $(STAMP) $(WHEELHOUSE)/.complete
+test-fast: lint $(WHEELHOUSE)/.complete
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest -m "not slow" --durations=15
 
 lint: $(STAMP)
 	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel
+	$(RUN) lint-imports
 
 bench: $(STAMP)
 	$(RUN) python benchmarks/rle_speed.py
@@ -41,7 +43,7 @@ bench: $(STAMP)
 	$(RUN) python benchmarks/train_throughput.py --arch maskrcnn_resnet18_fpn --size 256 --batch 4
 	$(RUN) python benchmarks/inference_throughput.py --arch maskrcnn_resnet18_fpn --min-size 192 --max-size 256
 
-# The push-ready Kaggle notebook (README, "Kaggle notebook"): build/kaggle/kernel and build/kaggle/dataset.
+# The push-ready Kaggle notebook (docs/kaggle.md): build/kaggle/kernel and build/kaggle/dataset.
 # Options: OWNER=<kaggle username> INTERNET=1 (an online notebook) RESUME=1 (continue the last version).
 kaggle-kernel: $(STAMP)
 	$(RUN) python -m kaggle_kernel.build $(if $(OWNER),--owner $(OWNER)) $(if $(INTERNET),--internet) $(if $(RESUME),--resume)

@@ -21,14 +21,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline.annotations import prepare
-from pipeline.dataset import InstanceDataset
-from pipeline.image_cache import CacheSettings, build_cache
-from pipeline.labels import load_labels
-from pipeline.params import SyntheticParams
-from pipeline.synthetic import write_dataset
-from pipeline.train_params import AugmentParams
-from pipeline.transforms import Augment
+from pipeline.config.params import SyntheticParams
+from pipeline.config.training import AugmentParams
+from pipeline.data.annotations import prepare
+from pipeline.data.dataset import InstanceDataset
+from pipeline.data.image_cache import CacheSettings, build_cache
+from pipeline.data.labels import load_labels
+from pipeline.data.synthetic import write_dataset
+from pipeline.data.transforms import Augment
 
 AUGMENT = AugmentParams(hflip=True, scale_range=(0.8, 1.2), color_jitter=0.2)
 

@@ -2,7 +2,7 @@
 
 Writes synthetic JPEGs of a real-like size (default 1500x2000: the test photos are several
 megapixels) so that decoding is part of the number, predicts them with a randomly initialised
-model built as ``params.yaml``'s ``model`` section would build it (with no score threshold, so
+model built as ``params.yaml``'s ``maskrcnn`` section would build it (with no score threshold, so
 it returns the full ``box_detections_per_img`` per view, like a trained one), then
 post-processes and RLE-encodes each image on the 512x512 grid. Prints images/s per setting and the projected wall
 time for the 3,200 test images.
@@ -30,16 +30,19 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import rle  # noqa: E402
-from pipeline.detections import ImageRecord  # noqa: E402
-from pipeline.inference import make_views, predict_files, resolve_device  # noqa: E402
-from pipeline.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
-from pipeline.postprocess import process_image  # noqa: E402
-from pipeline.predict_params import PostprocessParams  # noqa: E402
+from pipeline.config.inference import PostprocessParams  # noqa: E402
+from pipeline.config.model import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
+from pipeline.config.model import MaskRCNNParams, ModelParams  # noqa: E402
+from pipeline.data import rle  # noqa: E402
+from pipeline.data.labels import load_labels  # noqa: E402
+from pipeline.inference.detections import ImageRecord  # noqa: E402
+from pipeline.inference.postprocess import process_image  # noqa: E402
+from pipeline.inference.predict import make_views, predict_files, resolve_device  # noqa: E402
+from pipeline.models.maskrcnn import build  # noqa: E402
 
 TEST_IMAGES = 3200
 POSTPROCESS = PostprocessParams(tta=True, score_thresh=0.0, nms_iou=0.5, mask_thresh=0.5, min_area=20,
-                                max_detections=20, attribute_policy="keep", grid="512x512")
+                                max_detections=20, attribute_policy="category", grid="512x512")
 
 
 def write_images(folder: Path, count: int, height: int, width: int) -> list[ImageRecord]:
@@ -86,8 +89,8 @@ def main() -> None:
     device = resolve_device(args.device)
     # A random model scores almost everything below the usual 0.05: without a threshold it returns the
     # full box_detections_per_img per view, as a trained model on busy photos does (the demo's: ~80).
-    spec = ModelSpec(architecture=args.arch, min_size=args.min_size, max_size=args.max_size, box_score_thresh=0.0)
-    model = build_model(spec, 47, 92).to(device).eval()
+    spec = ModelParams(min_size=args.min_size, max_size=args.max_size)
+    model = build(MaskRCNNParams(architecture=args.arch, box_score_thresh=0.0), spec, 47, 92).to(device).eval()
     height, width = (int(v) for v in args.original.split("x"))
     results: dict = {"arch": args.arch, "size": [args.min_size, args.max_size], "original": [height, width],
                      "images": args.images, "batch": args.batch, "workers": args.workers, "device": str(device),
@@ -98,11 +101,11 @@ def main() -> None:
         records = write_images(Path(tmp), args.images, height, width)
         plain, _ = predict_rate(model, spec, records, tmp, (1.0,), False, args, device)
         tta, found = predict_rate(model, spec, records, tmp, tuple(args.scales), True, args, device)
-    views = len(make_views(tuple(args.scales), True))
+    views, labels = len(make_views(tuple(args.scales), True)), load_labels()
     started = time.perf_counter()
     rows = 0
     for detections, record in zip(found, records, strict=True):
-        for instance in process_image(detections, views, record.height, record.width, POSTPROCESS):
+        for instance in process_image(detections, views, record.height, record.width, POSTPROCESS, labels):
             rle.encode(instance.mask)
             rows += 1
     post = (time.perf_counter() - started) / len(records)

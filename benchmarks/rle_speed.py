@@ -15,7 +15,7 @@ import numpy as np
 import pycocotools.mask as coco_mask
 from PIL import Image, ImageDraw
 
-from pipeline import rle
+from pipeline.data import rle
 
 
 def blob(height: int, width: int, share: float = 0.2) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Training throughput of a Mask R-CNN: images/s, peak memory, FLOPs per image and the fraction of device peak.
 
-Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/model.py``, found
+Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/models/maskrcnn.py``, found
 from the script's own location), so it runs on a bare GPU box without installing the project.
 Batches are synthetic (random images with eight elliptical instances each) and live on the
 device, so the number is the model's own speed; data loading is measured by
@@ -27,7 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import masks_to_boxes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.model import ARCHITECTURES, ModelSpec, build_model  # noqa: E402
+from pipeline.config.model import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
+from pipeline.config.model import MaskRCNNParams, ModelParams  # noqa: E402
+from pipeline.models.maskrcnn import build  # noqa: E402
 
 NUM_CLASSES = 47
 NUM_ATTRIBUTES = 92
@@ -96,8 +98,8 @@ def peak_tflops(device: torch.device, precision: str, override: float | None) ->
 
 def setup(arch: str, size: int, device: torch.device, precision: str):
     torch.manual_seed(0)
-    spec = ModelSpec(architecture=arch, min_size=size, max_size=size)
-    model = build_model(spec, NUM_CLASSES, NUM_ATTRIBUTES).to(device).train()
+    model = build(MaskRCNNParams(architecture=arch), ModelParams(min_size=size, max_size=size), NUM_CLASSES,
+                  NUM_ATTRIBUTES).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     return model, optimizer, scaler

@@ -3,7 +3,7 @@
     python benchmarks/validate_throughput.py [--images 45625] [--min-side 256] [--max-side 512]
 
 Writes (once, cached in benchmarks/.cache/) a train.csv the size of the real one
-(45,625 images, about 9 instances each), then times ``pipeline.annotations.prepare`` on
+(45,625 images, about 9 instances each), then times ``pipeline.data.annotations.prepare`` on
 it without the image folder: reading, checking every row's RLE and ClassId, computing areas
 and boxes, and building the table; no pixel is decoded. Target (issue 2): 20,000 rows/s
 on one core. RLE length grows with image size, so bytes/s is printed too.
@@ -18,9 +18,9 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-from pipeline.annotations import TRAIN_COLUMNS, prepare
-from pipeline.labels import load_labels
-from pipeline.synthetic import annotation_rows
+from pipeline.data.annotations import TRAIN_COLUMNS, prepare
+from pipeline.data.labels import load_labels
+from pipeline.data.synthetic import annotation_rows
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

@@ -1,1 +1,1 @@
-"""What it takes to run the DVC pipeline's stages inside a Kaggle notebook (README, "Kaggle notebook")."""
+"""What it takes to run the DVC pipeline's stages inside a Kaggle notebook (docs/kaggle.md)."""

@@ -1,7 +1,7 @@
 """Build the push-ready Kaggle kernel folder and its code dataset: ``make kaggle-kernel``.
 
 Writes ``<out>/kernel`` (``kaggle kernels push -p``) and ``<out>/dataset`` (``kaggle datasets
-create -p``); README, "Kaggle notebook", gives the whole sequence. ``--wheelhouse-only`` just
+create -p``); docs/kaggle.md gives the whole sequence. ``--wheelhouse-only`` just
 downloads the dependency wheels (the test suite's set-up does this).
 """
 
@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.kaggle_bundle import build, wheelhouse
-from pipeline.kaggle_params import KernelBuildParams
-from pipeline.params import load_section
+from pipeline.config.kaggle import KernelBuildParams
+from pipeline.config.params import load_section
+from pipeline.kaggle.bundle import build, wheelhouse
 from stages._cli import parser, run
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """One Kaggle notebook session: ``python -m kaggle_kernel.session --bundle ... --input ... --working ...``.
 
 Started by ``run_kernel.py`` once the pipeline is installed; runs the stages of ``dvc.yaml``
-(``pipeline.kaggle_session``) and says where training stands.
+(``pipeline.kaggle.session``) and says where training stands.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.kaggle_session import Session, run, summary
+from pipeline.kaggle.session import Session, run, summary
 from stages._cli import run as run_cli
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from pipeline.errors import PipelineError
+from pipeline.utils.errors import PipelineError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

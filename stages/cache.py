@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.image_cache import CacheSettings, build_cache
-from pipeline.io import write_json
-from pipeline.model import ModelSpec
-from pipeline.params import load_section
-from pipeline.train_params import AugmentParams, CacheParams
+from pipeline.config.model import ModelParams
+from pipeline.config.params import load_section
+from pipeline.config.training import AugmentParams, CacheParams
+from pipeline.data.image_cache import CacheSettings, build_cache
+from pipeline.utils.io import write_json
 from stages._cli import parser, run
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     cli.add_argument("--out", type=Path, required=True, help="cache folder (images/ and instances.parquet)")
     cli.add_argument("--report", type=Path, required=True, help="cache report (JSON)")
     args = cli.parse_args()
-    model = load_section(args.params, "model", ModelSpec)
+    model = load_section(args.params, "model", ModelParams)
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "cache", CacheParams)
     settings = CacheSettings(model.min_size, model.max_size, augment.scale_range[1], params.jpeg_quality)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import download, synthetic
-from pipeline.kaggle_api import authenticated_api
-from pipeline.params import DataParams, SyntheticParams, load_section
+from pipeline.config.params import DataParams, SyntheticParams, load_section
+from pipeline.data import download, synthetic
+from pipeline.kaggle.api import authenticated_api
+from pipeline.kaggle.download import kaggle_download
 from stages._cli import parser, run
 
 
@@ -22,7 +23,7 @@ def main() -> None:
         print(f"synthetic dataset: {summary.train_images} train images with {summary.instances} instances, "
               f"{summary.test_images} test images; size defect injected in: {summary.size_defect_image}")
     elif data.source == "kaggle":
-        download.kaggle_download(authenticated_api(), data.competition, args.out, args.archives)
+        kaggle_download(authenticated_api(), data.competition, args.out, args.archives)
     else:
         root = download.find_dataset_root(data.search_root)
         download.link_dataset(root, args.out)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import evaluation, raw_predictions, tuning
-from pipeline.io import write_json
-from pipeline.labels import load_labels
-from pipeline.params import load_section
-from pipeline.postprocess import check_attribute_settings
-from pipeline.predict_params import EvaluateParams, PostprocessParams
+from pipeline.config.inference import EvaluateParams, PostprocessParams
+from pipeline.config.params import load_section
+from pipeline.data.labels import load_labels
+from pipeline.evaluation import report, search
+from pipeline.inference import store
+from pipeline.inference.postprocess import check_attribute_settings, predict_instances
+from pipeline.utils.io import write_json
 from stages._cli import parser, run
 
 
@@ -36,17 +37,17 @@ def main() -> None:
     params = load_section(args.params, "evaluate", EvaluateParams)
     labels = load_labels(args.labels)
     check_attribute_settings(tuned, labels)
-    predictions = raw_predictions.read(args.predictions)
+    predictions = store.read(args.predictions)
     records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
     table = pd.read_parquet(args.instances)
-    truth = tuning.truth_on_grid(table, records, tuned)
-    with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
-        metrics, submitted = evaluation.scores(scorer, records, default, tuned, params.match_on)
-        metrics["attribute_policies"] = evaluation.policy_comparison(scorer, records, tuned, params.match_on)
-    metrics["attributes"] = evaluation.attribute_quality(detections, records, n_views, tuned, truth, labels)
-    instances = tuning.predict_instances(detections, records, n_views, tuned, labels)
-    frame = evaluation.write_val_submission(instances, records, tuned, labels, args.val_submission)
-    evaluation.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
+    truth = search.truth_on_grid(table, records, tuned)
+    with search.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
+        metrics, submitted = report.scores(scorer, records, default, tuned, params.match_on)
+        metrics["attribute_policies"] = report.policy_comparison(scorer, records, tuned, params.match_on)
+    metrics["attributes"] = report.attribute_quality(detections, records, n_views, tuned, truth, labels)
+    instances = predict_instances(detections, records, n_views, tuned, labels)
+    frame = report.write_val_submission(instances, records, tuned, labels, args.val_submission)
+    report.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
                              submitted.per_image, labels, params.gallery_size)
     write_json(args.metrics, metrics)
     print(f"validation ({len(records)} images, {len(frame)} rows, match on {params.match_on}): "

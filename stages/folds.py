@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.folds import fold_balance, make_folds
-from pipeline.io import atomic_write, write_json
-from pipeline.labels import load_labels
-from pipeline.params import FoldsParams, load_section
+from pipeline.config.params import FoldsParams, load_section
+from pipeline.data.folds import fold_balance, make_folds
+from pipeline.data.labels import load_labels
+from pipeline.utils.io import atomic_write, write_json
 from stages._cli import parser, run
 
 

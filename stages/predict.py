@@ -1,6 +1,6 @@
-"""Stage predict: raw detections of the trained model, with TTA, on the validation fold and the test images.
+"""Stage predict: raw detections of the trained model (any family), with TTA, on the validation fold and test images.
 
-Writes ``<out>/val`` and ``<out>/test`` (``pipeline.raw_predictions``): one parquet row per
+Writes ``<out>/val`` and ``<out>/test`` (``pipeline.inference.store``): one parquet row per
 detection, so that post-processing, tuning and the submission never need the model again.
 An interrupted run resumes from its finished parts.
 """
@@ -12,25 +12,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import raw_predictions
-from pipeline.folds import split
-from pipeline.inference import (
+from pipeline.config.inference import PredictParams
+from pipeline.config.params import load_section
+from pipeline.config.training import TrainParams
+from pipeline.data.folds import split
+from pipeline.data.labels import load_labels
+from pipeline.inference import store as raw_predictions
+from pipeline.inference.predict import (
     checkpoint_path,
     load_model,
     make_views,
-    mask_size,
-    num_attributes,
     predict_files,
     prediction_key,
     records_of,
     resolve_device,
 )
-from pipeline.labels import load_labels
-from pipeline.model import ModelSpec
-from pipeline.params import load_section
-from pipeline.predict_params import PredictParams
-from pipeline.submission import test_records
-from pipeline.train_params import TrainParams
+from pipeline.models import registry
+from pipeline.submission.rows import test_records
 from stages._cli import parser, run
 
 
@@ -47,7 +45,7 @@ def main() -> None:
     cli.add_argument("--limit", type=int, help="smoke runs: the first N images of each split only")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    spec = load_section(args.params, "model", ModelSpec)
+    config = registry.load(args.params)
     params = load_section(args.params, "predict", PredictParams)
     fold = load_section(args.params, "train", TrainParams).fold
     instances = pd.read_parquet(args.instances)
@@ -58,13 +56,13 @@ def main() -> None:
     }
     checkpoint = checkpoint_path(args.run_dir, params.checkpoint)
     device = resolve_device(params.device)
-    model = load_model(checkpoint, spec, device, len(load_labels(args.labels).attributes))
+    model = load_model(checkpoint, config, device, len(load_labels(args.labels).attributes))
     views = make_views(params.scales, params.hflip)
-    predict = predict_files(model, spec, views, params.batch_size, params.workers, device, params.precision)
+    predict = predict_files(model, config.model, views, params.batch_size, params.workers, device, params.precision)
     for name, (records, image_dir) in splits.items():
         records = records[: args.limit] if args.limit else records
-        key = prediction_key(checkpoint, spec, params, records)
-        result = raw_predictions.write(args.out / name, key, records, mask_size(model), num_attributes(model),
+        key = prediction_key(checkpoint, config, params, records)
+        result = raw_predictions.write(args.out / name, key, records, model.mask_format, model.num_attributes,
                                        [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")
         print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "

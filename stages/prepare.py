@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.annotations import prepare
-from pipeline.io import atomic_write, write_json
-from pipeline.labels import load_labels
-from pipeline.params import FoldsParams, PrepareParams, load_section
+from pipeline.config.params import FoldsParams, PrepareParams, load_section
+from pipeline.data.annotations import prepare
+from pipeline.data.labels import load_labels
+from pipeline.utils.io import atomic_write, write_json
 from stages._cli import parser, run
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import raw_predictions, submission, tuning
-from pipeline.labels import load_labels
-from pipeline.params import load_section
-from pipeline.postprocess import check_attribute_settings
-from pipeline.predict_params import PostprocessParams
+from pipeline.config.inference import PostprocessParams
+from pipeline.config.params import load_section
+from pipeline.data.labels import load_labels
+from pipeline.inference import store
+from pipeline.inference.postprocess import check_attribute_settings, predict_instances
+from pipeline.submission import rows as submission
 from stages._cli import parser, run
 
 
@@ -28,10 +29,10 @@ def main() -> None:
     params = load_section(args.tuned, "postprocess", PostprocessParams)
     labels = load_labels(args.labels)
     check_attribute_settings(params, labels)
-    predictions = raw_predictions.read(args.predictions)
+    predictions = store.read(args.predictions)
     records = submission.test_records(args.sample_submission, args.test_images)
     predictions.require(records, args.predictions)
-    instances = tuning.predict_instances(predictions.by_image(), records, len(predictions.views), params, labels)
+    instances = predict_instances(predictions.by_image(), records, len(predictions.views), params, labels)
     frame = submission.frame(instances, records)
     submission.write(frame, args.out, params.grids(records), labels)
     empty = sum(not found for found in instances.values())

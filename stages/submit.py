@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import kaggle_submit, submission
-from pipeline.kaggle_api import authenticated_api
-from pipeline.labels import load_labels
-from pipeline.params import DataParams, load_section
-from pipeline.predict_params import PostprocessParams
+from pipeline.config.inference import PostprocessParams
+from pipeline.config.params import DataParams, load_section
+from pipeline.data.labels import load_labels
+from pipeline.kaggle import submit as kaggle_submit
+from pipeline.kaggle.api import authenticated_api
+from pipeline.submission import rows as submission
 from stages._cli import parser, run
 
 

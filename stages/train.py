@@ -1,4 +1,4 @@
-"""Stage train: Mask R-CNN on the cached train images, validated on the held-out fold each epoch.
+"""Stage train: the model family of params.yaml on the cached train images, validated on the held-out fold each epoch.
 
 Run it as ``python -m stages.train ...`` on one device, or ``torchrun --nproc_per_node=N -m stages.train ...``
 on N GPUs; it resumes from the run folder's last checkpoint unless --no-resume. A time limit
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.dataset import InstanceDataset
-from pipeline.engine import DEADLINE_ENV, train
-from pipeline.folds import split
-from pipeline.labels import load_labels
-from pipeline.model import ModelSpec
-from pipeline.params import load_section
-from pipeline.train_params import AugmentParams, TrainParams
-from pipeline.transforms import Augment
+from pipeline.config.params import load_section
+from pipeline.config.training import AugmentParams, TrainParams
+from pipeline.data.dataset import InstanceDataset
+from pipeline.data.folds import split
+from pipeline.data.labels import load_labels
+from pipeline.data.transforms import Augment
+from pipeline.models import registry
+from pipeline.training.loop import DEADLINE_ENV, Job, train
 from stages._cli import parser, run
 
 
@@ -40,7 +40,8 @@ def main() -> None:
                      help=f"stop before this time (seconds since 1970, UTC); default: ${DEADLINE_ENV} if set")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    spec = load_section(args.params, "model", ModelSpec)
+    config = registry.load(args.params)
+    spec = config.model
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "train", TrainParams)
     labels = load_labels(args.labels)
@@ -52,8 +53,8 @@ def main() -> None:
                                 spec.max_size, num_attributes, Augment(augment))
     val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size,
                               num_attributes)
-    result = train(spec, params, augment, num_classes, num_attributes, train_set, val_set, args.run_dir, args.live_dir,
-                   resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline)
+    result = train(Job(config, params, augment, num_classes, num_attributes, train_set, val_set, args.run_dir,
+                       args.live_dir, resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline))
     if not result.main_process:
         return
     state = "finished" if result.finished else f"stopped at step {result.steps} ({result.stopped_by})"

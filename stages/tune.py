@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import raw_predictions, tuning
-from pipeline.io import atomic_path, write_json
-from pipeline.labels import load_labels
-from pipeline.params import load_section
-from pipeline.postprocess import check_attribute_settings
-from pipeline.predict_params import PostprocessParams, TuneParams
+from pipeline.config.inference import PostprocessParams, TuneParams
+from pipeline.config.params import load_section
+from pipeline.data.labels import load_labels
+from pipeline.evaluation import search as tuning
+from pipeline.inference import store
+from pipeline.inference.postprocess import check_attribute_settings
+from pipeline.utils.io import atomic_path, write_json
 from stages._cli import parser, run
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     params = load_section(args.params, "tune", TuneParams)
     labels = load_labels(args.labels)
     check_attribute_settings(start, labels)
-    predictions = raw_predictions.read(args.predictions)
+    predictions = store.read(args.predictions)
     records = tuning.sample(predictions.images, params.max_images, params.seed)
     detections, n_views = predictions.by_image(), len(predictions.views)
     truth = tuning.truth_on_grid(pd.read_parquet(args.instances), records, start)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline import submission
-from pipeline.labels import load_labels
-from pipeline.params import load_section
-from pipeline.predict_params import PostprocessParams
+from pipeline.config.inference import PostprocessParams
+from pipeline.config.params import load_section
+from pipeline.data.labels import load_labels
+from pipeline.submission import rows as submission
 from stages._cli import parser, run
 
 

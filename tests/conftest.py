@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
-from pipeline.annotations import prepare
-from pipeline.labels import load_labels
-from pipeline.params import SyntheticParams
-from pipeline.synthetic import write_dataset
+from pipeline.config.params import SyntheticParams
+from pipeline.data.annotations import prepare
+from pipeline.data.labels import load_labels
+from pipeline.data.synthetic import write_dataset
 
 from stage_runs import run_dirs, stage, training_inputs
 

@@ -21,20 +21,20 @@ import sys
 
 
 def kill_after_part(folder: str) -> None:
-    from pipeline import raw_predictions
+    from pipeline.inference import store
 
-    write_part = raw_predictions._write_part
+    write_part = store._write_part
 
     def hooked(parts, number, records, detections, manifest):
         write_part(parts, number, records, detections, manifest)
         if parts.parent.name == folder:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    raw_predictions._write_part = hooked
+    store._write_part = hooked
 
 
 def kill_after_checkpoint(step: str) -> None:
-    from pipeline import checkpoint
+    from pipeline.utils import checkpoint
 
     save = checkpoint.save
 
@@ -47,10 +47,10 @@ def kill_after_checkpoint(step: str) -> None:
 
 
 def count_predictions(_: str) -> None:
-    from pipeline import inference, raw_predictions
+    from pipeline.inference import predict, store
 
     images, parts = [0], collections.Counter()
-    predict_batch, write_part = inference.predict_batch, raw_predictions._write_part
+    predict_batch, write_part = predict.predict_batch, store._write_part
 
     def counted_batch(model, batch, *args, **kwargs):
         images[0] += len(batch)
@@ -60,7 +60,7 @@ def count_predictions(_: str) -> None:
         parts[folder.parent.name] += 1
         write_part(folder, *args)
 
-    inference.predict_batch, raw_predictions._write_part = counted_batch, counted_part
+    predict.predict_batch, store._write_part = counted_batch, counted_part
     atexit.register(lambda: print(f"predicted images: {images[0]}\npart files: {dict(parts)}"))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.folds import make_folds
+from pipeline.data.folds import make_folds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,6 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 def stage(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def with_fake_family(name: str, *args: str) -> subprocess.CompletedProcess:
+    """A stage run with the model family of ``tests/fake_family.py`` registered, as a plugin would register it."""
+    return subprocess.run([sys.executable, str(REPO / "tests" / "fake_family.py"), "-m", f"stages.{name}", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def hooked(hook: str, value: str, name: str, *args: str) -> subprocess.CompletedProcess:
@@ -30,15 +37,16 @@ def hooked(hook: str, value: str, name: str, *args: str) -> subprocess.Completed
 def params_file(tmp_path: Path, **changes: dict) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in changes.items():
-        params[section].update(values)
+        params.setdefault(section, {}).update(values)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
 
 TINY_TRAINING = {
-    "model": {"min_size": 64, "max_size": 96, "anchor_sizes": [8, 16, 32, 64, 128], "rpn_post_nms_top_n_train": 100,
-              "box_batch_size_per_image": 32, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 100},
+    "model": {"min_size": 64, "max_size": 96},
+    "maskrcnn": {"anchor_sizes": [8, 16, 32, 64, 128], "rpn_post_nms_top_n_train": 100,
+                 "box_batch_size_per_image": 32, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 100},
     "train": {"epochs": 2, "batch_size": 2, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 2},
 }
 
@@ -47,7 +55,7 @@ def training_inputs(tmp_path: Path, instances: pd.DataFrame, **changes: dict) ->
     """A params file for a seconds-long training run, and the stage arguments other than the run folders."""
     instances.to_parquet(tmp_path / "instances.parquet")
     make_folds(instances, 46, 4, 0).to_csv(tmp_path / "folds.csv", index=False)
-    sections = {name: {**TINY_TRAINING.get(name, {}), **changes.get(name, {})} for name in {"model", "train", *changes}}
+    sections = {name: {**TINY_TRAINING.get(name, {}), **changes.get(name, {})} for name in {*TINY_TRAINING, *changes}}
     params = params_file(tmp_path, **sections)
     labels = REPO / "pipeline" / "data" / "label_descriptions.json"
     return params, ["--params", str(params), "--instances", str(tmp_path / "instances.parquet"),

@@ -1,0 +1,22 @@
+"""Configuration: every section of params.yaml as a typed, validated schema, and the one registry of them.
+
+Stages read their sections here once (``load_section``) and pass plain values on.
+
+Public names, imported on first use (docs/development.md, "Where a change goes").
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "params": ["ParamsError", "ParamsSection", "load_section", "DataParams", "SyntheticParams", "PrepareParams",
+                   "FoldsParams"],
+        "literals": ["Device", "MatchOn", "Precision"],
+        "model": ["ModelParams", "MaskRCNNParams", "MASKRCNN_ARCHITECTURES"],
+        "training": ["AugmentParams", "CacheParams", "TrainParams"],
+        "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams"],
+        "kaggle": ["KernelBuildParams", "SessionParams"],
+        "sections": ["SECTIONS", "STAGE_SECTIONS"],
+    },
+)

@@ -1,0 +1,12 @@
+"""The choices that several params sections share, defined once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: Arithmetic on CUDA (``train.precision``, ``predict.precision``); CPU runs are fp32.
+Precision = Literal["fp32", "bf16", "fp16"]
+#: Where to run: ``auto`` is CUDA when torch sees a GPU, else the CPU.
+Device = Literal["auto", "cpu", "cuda"]
+#: What two ClassIds must share to be matched by the competition metric: the whole string or the category.
+MatchOn = Literal["class_id", "category"]

@@ -1,0 +1,141 @@
+"""A resized copy of the train images and their masks, at the largest resolution training uses.
+
+The real photos are several megapixels: decoding one costs more than a training step on a
+fast GPU. The cache holds each image downscaled (never upscaled) so that its short side is
+``min_size * scale_high`` (long side at most ``max_size * scale_high``), plus an instance
+table in the prepared table's format whose RLEs are at the cached size. Training reads the
+cache exactly as it would read the originals.
+
+Work is done in parts of ``PART_IMAGES`` images, each finished part written atomically, so
+an interrupted run resumes with the first unfinished part. A ``manifest.json`` records the
+settings and fingerprints of the source table and of the code; a cache made otherwise is discarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.data import rle
+from pipeline.data.dataset import decode_masks, load_image
+from pipeline.data.transforms import fit_scale, resize, scaled_size
+from pipeline.utils.fingerprint import imported_modules, source_digest
+from pipeline.utils.io import as_json, atomic_path, write_json
+
+PART_IMAGES = 256
+MANIFEST, TABLE = "manifest.json", "instances.parquet"
+_POOL_FROM = 500  # fewer images than this are done in-process: a pool's start-up would cost more
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    min_size: int
+    max_size: int
+    scale_high: float  # the largest random scale factor of training augmentation
+    jpeg_quality: int
+
+    def scale(self, height: int, width: int) -> float:
+        return min(1.0, fit_scale(height, width, self.min_size, self.max_size) * self.scale_high)
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    images: int
+    instances: int
+    instances_vanished: int  # smaller than a pixel at the cached size; left out
+    images_resized: int
+    parts_reused: int  # finished by an earlier, interrupted run
+    bytes_on_disk: int
+    up_to_date: bool = False  # an earlier run had finished the whole cache: nothing was redone
+
+    def metrics(self) -> dict:
+        """The report without how the work was split across runs: the same data gives the same metrics."""
+        return {k: v for k, v in asdict(self).items() if k not in ("parts_reused", "up_to_date")}
+
+
+def _fingerprint(instances: pd.DataFrame) -> str:
+    hashes = pd.util.hash_pandas_object(instances[["image_id", "height", "width", "rle"]], index=False)
+    return f"{int(hashes.sum()) & (2**64 - 1):016x}"
+
+
+def _cache_one(task: tuple[pd.DataFrame, Path, Path, CacheSettings]) -> pd.DataFrame:
+    """Resize one image and its masks; write the JPEG; return its rows at the new size (empty masks kept)."""
+    rows, image_dir, out_images, settings = task
+    height, width = int(rows.height.iloc[0]), int(rows.width.iloc[0])
+    image_id = rows.image_id.iloc[0]
+    scale = settings.scale(height, width)
+    size = scaled_size(height, width, scale)
+    image = load_image(image_dir / image_id, height, width, scale)
+    image, masks = resize(image, decode_masks(rows.rle.tolist(), height, width), size)
+    with atomic_path(out_images / image_id) as tmp:
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format="JPEG", quality=settings.jpeg_quality)
+    new_rles = [rle.encode(mask) for mask in masks.numpy()]
+    summary = rle.summarize(new_rles, [size[0]] * len(rows), [size[1]] * len(rows))
+    return rows.assign(height=np.int32(size[0]), width=np.int32(size[1]), rle=new_rles, area=summary.area,
+                       bbox_x=summary.bbox[:, 0].astype(np.int32), bbox_y=summary.bbox[:, 1].astype(np.int32),
+                       bbox_w=summary.bbox[:, 2].astype(np.int32), bbox_h=summary.bbox[:, 3].astype(np.int32))
+
+
+def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
+    """Keep a cache made with ``manifest``, else start an empty one; True when the kept one is finished."""
+    path = out_dir / MANIFEST
+    manifest = as_json(manifest)
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) == manifest:
+        return (out_dir / TABLE).is_file()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "images").mkdir(parents=True)
+    (out_dir / "parts").mkdir()
+    write_json(path, manifest)
+    return False
+
+
+def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | str, settings: CacheSettings,
+                workers: int = 0) -> CacheReport:
+    """Write ``out_dir/images/*.jpg`` and ``out_dir/instances.parquet``; resume an interrupted run.
+
+    ``workers`` processes resize images (0: one per CPU core, or none for small data).
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    finished = _start_or_resume(out_dir, {"settings": asdict(settings), "source": _fingerprint(instances),
+                                          "code": source_digest(*imported_modules(__name__))})
+    groups = [rows for _, rows in instances.groupby("image_id", sort=True)]
+    parts = [groups[i : i + PART_IMAGES] for i in range(0, len(groups), PART_IMAGES)]
+    part_paths = [out_dir / "parts" / f"part-{k:05d}.parquet" for k in range(len(parts))]
+    todo = [k for k, path in enumerate(part_paths) if not path.is_file()]
+    done_images = len(groups) - sum(len(parts[k]) for k in todo)
+    if not workers:
+        workers = (os.cpu_count() or 1) if len(groups) - done_images >= _POOL_FROM else 1
+    pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+            if workers > 1 and todo else None)
+    imap = pool.imap if pool else lambda function, tasks, chunksize: map(function, tasks)
+    with pool or contextlib.nullcontext(), \
+            tqdm(total=len(groups), initial=done_images, desc="cache", unit="img") as bar:
+        for k in todo:
+            tasks = [(rows, image_dir, out_dir / "images", settings) for rows in parts[k]]
+            results = []
+            for result in imap(_cache_one, tasks, chunksize=4):
+                results.append(result)
+                bar.update()
+            with atomic_path(part_paths[k]) as tmp:
+                pd.concat(results, ignore_index=True).to_parquet(tmp, index=False)
+    table = pd.concat([pd.read_parquet(path) for path in part_paths], ignore_index=True)
+    vanished = table.area.eq(0)
+    with atomic_path(out_dir / TABLE) as tmp:
+        table[~vanished].reset_index(drop=True).to_parquet(tmp, index=False)
+    resized = sum(int(settings.scale(int(g.height.iloc[0]), int(g.width.iloc[0])) < 1.0) for g in groups)
+    on_disk = sum(p.stat().st_size for p in (out_dir / "images").iterdir())
+    return CacheReport(images=len(groups), instances=int((~vanished).sum()), instances_vanished=int(vanished.sum()),
+                       images_resized=resized, parts_reused=0 if finished else len(parts) - len(todo),
+                       bytes_on_disk=on_disk, up_to_date=finished)

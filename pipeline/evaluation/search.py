@@ -1,0 +1,230 @@
+"""Scoring saved raw predictions under a set of post-processing params, and searching the best set.
+
+The search is coordinate ascent: each setting in turn takes the candidate value that scores
+best with the others held, for a few rounds. Every evaluation re-runs post-processing only
+(no model), so it costs milliseconds per image. Because thresholds tuned on a fold flatter
+that same fold, :func:`held_out_score` also tunes on one half of the images and scores the
+other half, both ways: the number to expect on unseen images.
+
+It runs in two phases. The mask and detection thresholds are tuned on all images. Then the
+attribute settings, the threshold of each attribute group and the policy (full, category,
+drop) of each attribute category, are tuned on ``tune.policy_images``: by default the images
+whose ground truth carries attributes, the regime of the competition's test set (docs/attributes.md).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as torch_f
+
+from pipeline.config.inference import PostprocessParams, TuneParams
+from pipeline.config.literals import MatchOn
+from pipeline.data import rle
+from pipeline.data.attributes import groups_of
+from pipeline.data.labels import LabelSet
+from pipeline.evaluation import metric
+from pipeline.inference.detections import Detections, ImageRecord
+from pipeline.inference.postprocess import process_image
+
+Truth = dict[str, list[metric.Labelled]]
+
+
+def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if mask.shape == size:
+        return mask
+    pixels = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None]
+    return torch_f.interpolate(pixels, size=size, mode="nearest-exact")[0, 0].numpy().astype(bool)
+
+
+def truth_on_grid(instances: pd.DataFrame, records: Sequence[ImageRecord], params: PostprocessParams) -> Truth:
+    """The true masks of each image, resized (nearest) to the submission grid as COCO RLEs."""
+    truth: Truth = {r.image_id: [] for r in records}
+    wanted = instances[instances.image_id.isin(truth)]
+    for row in wanted.itertuples(index=False):
+        mask = rle.decode(row.rle, int(row.height), int(row.width))
+        size = params.grid_size(int(row.height), int(row.width))
+        truth[row.image_id].append((str(row.class_id), metric.encode(resize_nearest(mask, size))))
+    return truth
+
+
+def attributed(records: Sequence[ImageRecord], truth: Truth) -> list[ImageRecord]:
+    """The images whose ground truth has at least one ClassId with attributes."""
+    return [r for r in records if any("_" in class_id for class_id, _ in truth[r.image_id])]
+
+
+def image_classes(detections: Detections, record: ImageRecord, n_views: int, truth: list[metric.Labelled],
+                  params: PostprocessParams, labels: LabelSet, match_on: MatchOn) -> dict[str, float]:
+    """The metric's per-class scores of one image under ``params``."""
+    found = process_image(detections, n_views, record.height, record.width, params, labels)
+    return metric.image_scores(truth, [(i.class_id, metric.encode(i.mask)) for i in found], match_on)
+
+
+# What the worker processes of a Scorer share, inherited through fork (set by their initializer).
+_SHARED: tuple | None = None
+
+
+def _start_worker(shared: tuple) -> None:
+    global _SHARED
+    _SHARED = shared
+    torch.set_num_threads(1)  # one process per core already
+
+
+def _score_chunk(job: tuple[PostprocessParams, MatchOn, list[ImageRecord]]) -> list[tuple[str, dict[str, float]]]:
+    detections, n_views, truth, labels = _SHARED
+    params, match_on, chunk = job
+    return [(r.image_id, image_classes(detections[r.image_id], r, n_views, truth[r.image_id], params, labels,
+                                       match_on)) for r in chunk]
+
+
+class Scorer:
+    """Scores post-processing params on saved predictions; over ``workers`` processes when more than one.
+
+    Images are independent, so they are scored in chunks in parallel and the results summed up in
+    the images' order: the score does not depend on the number of workers. The workers inherit
+    the predictions by fork (Linux); elsewhere scoring runs in this process.
+    """
+
+    def __init__(self, detections: Mapping[str, Detections], n_views: int, truth: Truth, labels: LabelSet,
+                 workers: int = 1) -> None:
+        self.truth = truth
+        self.shared = (detections, n_views, truth, labels)  # what the worker processes inherit
+        wanted = (os.cpu_count() or 1) if workers == 0 else workers
+        self.pool = None
+        if wanted > 1 and "fork" in mp.get_all_start_methods():
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns about fork() in a process with threads (torch's pool): the workers
+                # only run numpy/torch code that torch's at-fork handlers make safe, as DataLoader's do.
+                warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                        category=DeprecationWarning)
+                self.pool = mp.get_context("fork").Pool(wanted, _start_worker, (self.shared,))
+        self.workers = wanted if self.pool is not None else 1
+
+    def __call__(self, params: PostprocessParams, records: Sequence[ImageRecord], match_on: MatchOn,
+                 ) -> metric.Score:
+        if self.pool is None:
+            detections, n_views, truth, labels = self.shared
+            return metric.summarize({r.image_id: image_classes(detections[r.image_id], r, n_views, truth[r.image_id],
+                                                               params, labels, match_on) for r in records})
+        size = max(1, -(-len(records) // (4 * self.workers)))
+        chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
+        parts = self.pool.map(_score_chunk, [(params, match_on, chunk) for chunk in chunks])
+        return metric.summarize(dict(item for part in parts for item in part))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    params: PostprocessParams
+    score: float  # on all images; below start_score when the attribute settings trade it for policy_score
+    start_score: float
+    thresholds_score: float  # on all images after the first phase: never below start_score
+    policy_images: int  # images the attribute settings were tuned on
+    policy_score: float | None  # on those images; None when there are none
+    policy_start_score: float | None
+    evaluations: int
+
+
+# A coordinate: from the current params, the updates (model_copy) to try, one per candidate value.
+Coordinate = Callable[[PostprocessParams], list[dict]]
+
+
+def _coordinates(tune: TuneParams, start: PostprocessParams, labels: LabelSet,
+                 ) -> tuple[list[Coordinate], list[Coordinate]]:
+    """The coordinates of the two phases: single settings; attribute group thresholds and category policies."""
+    general = [lambda p, name=name: [{name: value} for value in getattr(tune, name)] for name in tune.searched()]
+    groups = [lambda p, g=g: [{"group_thresh": {**p.group_thresh, g: v}} for v in tune.attribute_thresh]
+              for g in groups_of(labels).names]
+    policies = [lambda p, c=c: [{"category_policy": {**p.category_policy, c: v}} for v in tune.attribute_policy]
+                for c in start.attribute_categories]
+    return general, groups + policies
+
+
+def search(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
+           labels: LabelSet) -> SearchResult:
+    """Coordinate ascent from ``start``: thresholds on ``records``, then attribute settings on the policy images.
+
+    Ties keep the current value. Each phase only accepts gains on its own images; the second may
+    lower the score on all images (a ClassId with attributes loses where the truth has none).
+    """
+    truth = scorer.truth
+    subsets = {"all": list(records),
+               "policy": list(records) if tune.policy_images == "all" else attributed(records, truth)}
+    seen: dict[tuple[str, str], float] = {}
+
+    def value(params: PostprocessParams, subset: str) -> float:
+        key = (params.key(), subset)
+        if key not in seen:
+            seen[key] = scorer(params, subsets[subset], tune.match_on).score
+        return seen[key]
+
+    def ascend(params: PostprocessParams, coordinates: list[Coordinate], subset: str) -> PostprocessParams:
+        best_score = value(params, subset)
+        for _ in range(tune.rounds):
+            before = params.key()
+            for coordinate in coordinates:
+                for update in coordinate(params):
+                    trial = params.model_copy(update=update)
+                    if value(trial, subset) > best_score:
+                        params, best_score = trial, value(trial, subset)
+            if params.key() == before:
+                break
+        return params
+
+    general, attribute = _coordinates(tune, start, labels)
+    best = ascend(start, general, "all")
+    thresholds_score = value(best, "all")
+    policy_start = policy_score = None
+    if subsets["policy"]:
+        policy_start = value(best, "policy")
+        best = ascend(best, attribute, "policy")
+        policy_score = value(best, "policy")
+    return SearchResult(best, value(best, "all"), value(start, "all"), thresholds_score, len(subsets["policy"]),
+                        policy_score, policy_start, len(seen))
+
+
+def sample(records: Sequence[ImageRecord], limit: int, seed: int) -> list[ImageRecord]:
+    """At most ``limit`` records, a seeded sample in the original order."""
+    if len(records) <= limit:
+        return list(records)
+    keep = np.sort(np.random.default_rng(seed).choice(len(records), size=limit, replace=False))
+    return [records[i] for i in keep]
+
+
+def held_out_score(scorer: Scorer, records: Sequence[ImageRecord], start: PostprocessParams, tune: TuneParams,
+                   labels: LabelSet) -> tuple[float, float | None]:
+    """Tune on a random half, score the other half, and the reverse.
+
+    Returns the mean over all images and the mean over the policy images (None when there are none).
+    """
+    order = np.random.default_rng(tune.seed).permutation(len(records))
+    halves = [[records[i] for i in sorted(part)] for part in np.array_split(order, 2)]
+    truth = scorer.truth
+    per_image: dict[str, float] = {}
+    for tune_on, score_on in ((halves[0], halves[1]), (halves[1], halves[0])):
+        if not tune_on or not score_on:
+            continue
+        tuned = search(scorer, tune_on, start, tune, labels).params
+        per_image.update(scorer(tuned, score_on, tune.match_on).per_image)
+    policy_ids = {r.image_id for r in (records if tune.policy_images == "all" else attributed(records, truth))}
+    policy = [v for k, v in per_image.items() if k in policy_ids]
+    return (float(np.mean(list(per_image.values()))) if per_image else float("nan"),
+            float(np.mean(policy)) if policy else None)

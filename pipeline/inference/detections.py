@@ -1,0 +1,61 @@
+"""The raw output of inference, per image: what ``pipeline.inference.predict`` produces and everything after it reads.
+
+Plain numpy, so that post-processing, tuning and the submission do not depend on the model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.models.contract import MaskKind
+
+
+@dataclass
+class Detections:
+    """The detections of one image, all views together; boxes in original-image pixel coordinates."""
+
+    boxes: np.ndarray  # (N, 4) float32, x1 y1 x2 y2 (pixel edges)
+    scores: np.ndarray  # (N,) float32
+    categories: np.ndarray  # (N,) int16, 0-based competition category ids
+    views: np.ndarray  # (N,) int8, index into the list of views
+    masks: np.ndarray  # (N, M, M) uint8, mask probability x 255 on the box (pipeline.models.contract)
+    attributes: np.ndarray  # (N, A) uint8, attribute probability x 255; A = 0 for a model without attributes
+    mask_kind: MaskKind  # how the masks lie on their boxes
+
+    @classmethod
+    def empty(cls, mask_size: int, num_attributes: int, mask_kind: MaskKind) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int16),
+                   np.zeros(0, np.int8), np.zeros((0, mask_size, mask_size), np.uint8),
+                   np.zeros((0, num_attributes), np.uint8), mask_kind)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, keep: np.ndarray) -> Detections:
+        return Detections(self.boxes[keep], self.scores[keep], self.categories[keep], self.views[keep],
+                          self.masks[keep], self.attributes[keep], self.mask_kind)
+
+    @classmethod
+    def concat(cls, parts: list[Detections], mask_size: int, num_attributes: int, mask_kind: MaskKind) -> Detections:
+        if not parts:
+            return cls.empty(mask_size, num_attributes, mask_kind)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("boxes", "scores", "categories", "views", "masks", "attributes")), mask_kind)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: str
+    height: int
+    width: int
+
+
+@dataclass
+class Instance:
+    """One submitted mask: the output of post-processing, the input of the submission file."""
+
+    class_id: str
+    score: float
+    mask: np.ndarray  # bool (height, width) on the submission grid

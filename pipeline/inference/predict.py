@@ -1,0 +1,203 @@
+"""Batched inference with test-time augmentation (scales x horizontal flip), for any model family.
+
+Each view resizes the image to the model's fitted scale times a factor and optionally flips
+it; the detections of every view are mapped back to the original image frame. Masks stay in
+the box-relative form of ``pipeline.models.contract``, M x M probabilities per detection, which
+keeps every choice of post-processing (binarisation threshold, merge of views, output grid)
+open without re-running the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as F
+
+from pipeline.config.inference import PredictParams
+from pipeline.config.model import ModelParams
+from pipeline.data.dataset import load_image
+from pipeline.data.transforms import fit_scale, scaled_size
+from pipeline.inference.detections import Detections, ImageRecord
+from pipeline.models.contract import DetectionModel, MaskFormat
+from pipeline.models.registry import ModelConfig
+from pipeline.utils import checkpoint
+from pipeline.utils.device import autocast, use_cuda
+from pipeline.utils.errors import PipelineError
+from pipeline.utils.fingerprint import file_digest, imported_modules, source_digest, text_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class View:
+    scale: float
+    flip: bool
+
+    @property
+    def name(self) -> str:
+        return f"x{self.scale:g}" + ("-flip" if self.flip else "")
+
+
+def make_views(scales: tuple[float, ...], hflip: bool) -> list[View]:
+    """The plain view (scale 1, no flip) first, then the other scales, then the flipped copies."""
+    ordered = sorted(scales, key=lambda s: (s != 1.0, s))
+    return [View(s, False) for s in ordered] + ([View(s, True) for s in ordered] if hflip else [])
+
+
+class ImageFiles(Dataset):
+    """Decodes each image at the largest size any view needs (JPEG draft mode skips the rest)."""
+
+    def __init__(self, records: list[ImageRecord], image_dir: Path | str, min_size: int, max_size: int,
+                 max_scale: float) -> None:
+        self.records, self.image_dir = records, Path(image_dir)
+        self.min_size, self.max_size, self.max_scale = min_size, max_size, max_scale
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        r = self.records[index]
+        scale = fit_scale(r.height, r.width, self.min_size, self.max_size) * self.max_scale
+        return index, load_image(self.image_dir / r.image_id, r.height, r.width, scale)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def loader(files: ImageFiles, batch_size: int, workers: int) -> DataLoader:
+    """Batches as lists of (index, image): the images differ in size."""
+    return DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+
+
+
+def _view_image(image: torch.Tensor, height: int, width: int, fitted: float, view: View) -> torch.Tensor:
+    size = scaled_size(height, width, fitted * view.scale)
+    if tuple(image.shape[-2:]) != size:
+        image = F.resize(image, list(size), antialias=True)
+    if view.flip:
+        image = image.flip(-1)
+    return F.to_dtype(image, torch.float32, scale=True)
+
+
+def _to_original(output: dict, view_size: tuple[int, int], original: tuple[int, int], view: View, index: int,
+                 mask_format: MaskFormat) -> Detections:
+    """Undo the view: mirror boxes and masks of a flipped view, rescale boxes to the original size."""
+    boxes = output["boxes"].float()
+    masks = output["masks"][:, 0].float()
+    if view.flip:
+        boxes = torch.stack([view_size[1] - boxes[:, 2], boxes[:, 1], view_size[1] - boxes[:, 0], boxes[:, 3]], 1)
+        masks = masks.flip(-1)
+    factors = torch.tensor([original[1] / view_size[1], original[0] / view_size[0]] * 2, device=boxes.device)
+    return Detections(
+        boxes=(boxes * factors).cpu().numpy().astype(np.float32),
+        scores=output["scores"].float().cpu().numpy(),
+        categories=(output["labels"] - 1).cpu().numpy().astype(np.int16),
+        views=np.full(len(boxes), index, np.int8),
+        masks=_as_bytes(masks),
+        attributes=_as_bytes(output["attributes"].float()) if "attributes" in output
+        else np.zeros((len(boxes), 0), np.uint8),
+        mask_kind=mask_format.kind,
+    )
+
+
+def _as_bytes(probabilities: torch.Tensor) -> np.ndarray:
+    """Probabilities in [0, 1] as uint8 x 255: a quarter of the space of float32, precise to 0.002."""
+    return (probabilities * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+@torch.inference_mode()
+def predict_batch(model: DetectionModel, images: list[torch.Tensor], records: list[ImageRecord], views: list[View],
+                  min_size: int, max_size: int, device: torch.device, precision: str = "fp32",
+                  ) -> list[Detections]:
+    """Detections of every view for a batch of uint8 (3, h, w) images whose original sizes ``records`` give."""
+    model.eval()
+    fmt = model.mask_format
+    per_image: list[list[Detections]] = [[] for _ in images]
+    for index, view in enumerate(views):
+        inputs = [_view_image(image.to(device), r.height, r.width, fit_scale(r.height, r.width, min_size, max_size),
+                              view) for image, r in zip(images, records, strict=True)]
+        with autocast(device, precision):
+            outputs = model(inputs)
+        for k, (output, x, r) in enumerate(zip(outputs, inputs, records, strict=True)):
+            per_image[k].append(_to_original(output, tuple(x.shape[-2:]), (r.height, r.width), view, index, fmt))
+    return [Detections.concat(parts, fmt.size, model.num_attributes, fmt.kind) for parts in per_image]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device of ``predict.device``."""
+    return torch.device("cuda" if use_cuda(name, "predict") else "cpu")
+
+
+def checkpoint_path(run_dir: Path | str, name: str) -> Path:
+    """``run_dir/<name>.pt``; ``best`` falls back, with a printed note, to ``last`` while no validation has run.
+
+    A training session stopped by its time limit in the first epoch has only ``last.pt``: the
+    submission is still made, from the best (the only) weights there are.
+    """
+    run_dir = Path(run_dir)
+    path, last = run_dir / f"{name}.pt", run_dir / checkpoint.LAST
+    if name == "best" and not path.is_file() and last.is_file():
+        print(f"{path} does not exist yet (training has not finished an epoch): predicting with {last}")
+        return last
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"{path}: no such checkpoint; run stage train first")
+    return path
+
+
+def load_model(path: Path | str, config: ModelConfig, device: torch.device, num_attributes: int) -> DetectionModel:
+    """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``config`` says, in eval mode."""
+    saved = checkpoint.load(path, remedy="rerun stage train (dvc repro) to write it again")
+    model = config.build(int(saved["num_classes"]), num_attributes, initial_weights=False)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[:2]
+        raise checkpoint.CheckpointError(f"{path}: does not fit the model sections of params.yaml "
+                                         f"({' '.join(first)}); retrain or restore the params it was made with",
+                                         ) from exc
+    return model.to(device).eval()
+
+
+def prediction_key(checkpoint: Path | str, config: ModelConfig, params: PredictParams, records: list[ImageRecord],
+                   ) -> dict:
+    """What a folder of predictions depends on: weights, model and TTA settings, inference code, images.
+
+    Batch size, workers and part size change neither the detections nor their order.
+    """
+    return {"checkpoint": file_digest(checkpoint), **config.key(),
+            "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
+            "code": source_digest(*imported_modules(__name__)),
+            "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
+
+
+def records_of(instances: pd.DataFrame, image_ids: list[str]) -> list[ImageRecord]:
+    """The images ``image_ids`` with their original sizes from the instance table, in that order."""
+    sizes = instances.groupby("image_id", sort=False)[["height", "width"]].first()
+    if missing := [i for i in image_ids if i not in sizes.index]:
+        raise PipelineError(f"{len(missing)} image(s) are not in the instance table, e.g. {missing[0]}")
+    return [ImageRecord(i, int(sizes.at[i, "height"]), int(sizes.at[i, "width"])) for i in image_ids]
+
+
+Batches = Iterator[tuple[list[ImageRecord], list[Detections]]]
+
+
+def predict_files(model: DetectionModel, spec: ModelParams, views: list[View], batch_size: int, workers: int,
+                  device: torch.device, precision: str) -> Callable[[list[ImageRecord], Path | str], Batches]:
+    """A function from (records, image folder) to a stream of (records, detections) batches."""
+
+    def run(records: list[ImageRecord], image_dir: Path | str) -> Batches:
+        files = ImageFiles(records, image_dir, spec.min_size, spec.max_size, max(v.scale for v in views))
+        for batch in loader(files, batch_size, workers):
+            batch_records = [records[i] for i, _ in batch]
+            yield batch_records, predict_batch(model, [image for _, image in batch], batch_records, views,
+                                               spec.min_size, spec.max_size, device, precision)
+
+    return run

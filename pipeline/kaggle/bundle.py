@@ -1,0 +1,253 @@
+"""Build what a Kaggle notebook needs to run this pipeline offline: a kernel folder and a code dataset.
+
+The kernel folder (``kaggle kernels push -p``) holds ``kernel-metadata.json`` and the bootstrap
+script. The code dataset (``kaggle datasets create -p``), one flat folder, holds this project as a
+wheel, the wheels of every dependency the notebook image may lack (torch and torchvision excepted:
+the image has them, and the bootstrap never replaces them), and the project's ``dvc.yaml`` and
+``params.yaml`` with the Kaggle overrides merged in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import Requirement
+
+from pipeline.config.kaggle import KernelBuildParams, check_slug
+from pipeline.config.params import DataParams, ParamsError, load_section
+from pipeline.config.sections import STAGE_SECTIONS
+from pipeline.utils.errors import PipelineError
+from pipeline.utils.io import atomic_path, write_json
+
+PROJECT = "imaterialist-pipeline"
+# The bootstrap finds the code dataset under /kaggle/input by this file (kaggle_kernel/run_kernel.py repeats
+# the name: it runs before anything of this project is installed).
+MANIFEST = "imaterialist-bundle.json"
+BOOTSTRAP = "run_kernel.py"
+#: Provided by the notebook image; installing them offline would mean gigabytes of CUDA wheels.
+FROM_IMAGE = frozenset({"torch", "torchvision"})
+#: What ``kaggle kernels push`` reads from kernel-metadata.json (docs/competition.md, "Kaggle environment").
+METADATA_FIELDS = {"id": str, "title": str, "code_file": str, "language": str, "kernel_type": str,
+                   "is_private": bool, "enable_gpu": bool, "enable_internet": bool, "dataset_sources": list,
+                   "competition_sources": list, "kernel_sources": list, "model_sources": list, "machine_shape": str}
+_LINUX = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+class BundleError(PipelineError):
+    """The kernel folder or code dataset cannot be built."""
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], source: str, where: str = "") -> dict:
+    """``base`` with ``overrides`` merged in, mapping by mapping; a key that ``base`` lacks is an error."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        path = f"{where}{key}"
+        if key not in base:
+            raise BundleError(f"{source}: {path} is not in params.yaml (misspelt?)")
+        merged[key] = (merge(base[key], value, source, f"{path}.") if isinstance(value, Mapping)
+                       and isinstance(base[key], Mapping) else value)
+    return merged
+
+
+def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildParams) -> dict:
+    """``params_file`` with the notebook's overrides (``kaggle_kernel.params_overrides``) merged in."""
+    overrides_file = repo / build_params.params_overrides
+    base = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{overrides_file}: cannot read the Kaggle overrides: {exc}") from exc
+    return merge(base, overrides, str(overrides_file))
+
+
+def validate_params(params_file: Path) -> None:
+    for name, model in STAGE_SECTIONS.items():
+        load_section(params_file, name, model)
+
+
+def kaggle_owner(explicit: str, env: Mapping[str, str]) -> str:
+    """The Kaggle username: as given, else $KAGGLE_USERNAME, else the ``username`` of kaggle.json (no key read)."""
+    if explicit:
+        return explicit
+    if env.get("KAGGLE_USERNAME"):
+        return env["KAGGLE_USERNAME"]
+    config = Path(env.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
+    if config.is_file():
+        try:
+            username = json.loads(config.read_text(encoding="utf-8")).get("username")
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            raise BundleError(f"{config}: cannot read its username ({exc})") from exc
+        if username:
+            return username
+    raise BundleError("no Kaggle username: set kaggle_kernel.owner in params.yaml, KAGGLE_USERNAME, "
+                      "or put your API token in ~/.kaggle/kaggle.json")
+
+
+def title_of(slug: str) -> str:
+    """A title whose slug is ``slug``: Kaggle derives a kernel's URL from its title."""
+    return slug.replace("-", " ").capitalize()
+
+
+def kernel_metadata(owner: str, build: KernelBuildParams, competition: str) -> dict:
+    kernel_id = f"{owner}/{build.kernel_slug}"
+    datasets = [f"{owner}/{build.code_dataset_slug}"] + ([build.weights_dataset] if build.weights_dataset else [])
+    return {"id": kernel_id, "title": title_of(build.kernel_slug), "code_file": BOOTSTRAP, "language": "python",
+            "kernel_type": "script", "is_private": True, "enable_gpu": True,
+            "enable_internet": build.enable_internet, "dataset_sources": datasets,
+            "competition_sources": [competition], "kernel_sources": [kernel_id] if build.resume else [],
+            "model_sources": [], "machine_shape": build.accelerator}
+
+
+def dataset_metadata(owner: str, build: KernelBuildParams) -> dict:
+    return {"id": f"{owner}/{build.code_dataset_slug}", "title": title_of(build.code_dataset_slug),
+            "licenses": [{"name": "MIT"}]}
+
+
+def metadata_problems(meta: Mapping[str, Any], folder: Path) -> list[str]:
+    """What ``kaggle kernels push`` would reject or silently default, one line each; empty when valid."""
+    problems = [f"{key}: missing" for key in METADATA_FIELDS if key not in meta]
+    problems += [f"{key}: expected {kind.__name__}, got {type(meta[key]).__name__}"
+                 for key, kind in METADATA_FIELDS.items() if key in meta and not isinstance(meta[key], kind)]
+    problems += [f"{key}: unknown field" for key in meta if key not in METADATA_FIELDS]
+    if problems:
+        return problems
+    parts = meta["id"].split("/")
+    if len(parts) != 2 or not parts[0]:
+        problems.append(f"id: {meta['id']!r} is not owner/slug")
+    else:
+        try:
+            check_slug(parts[1])
+        except ValueError as exc:
+            problems.append(f"id: {exc}")
+        if title_of(parts[1]).lower() != meta["title"].lower():
+            problems.append(f"title: {meta['title']!r} does not resolve to the slug {parts[1]!r}")
+    if not (folder / meta["code_file"]).is_file():
+        problems.append(f"code_file: {folder / meta['code_file']} does not exist")
+    if meta["language"] != "python" or meta["kernel_type"] != "script":
+        problems.append("language/kernel_type: this bootstrap is a python script")
+    for key in ("dataset_sources", "kernel_sources"):
+        problems += [f"{key}: {s!r} is not owner/slug" for s in meta[key] if len(str(s).split("/")) != 2]
+    if not meta["competition_sources"]:
+        problems.append("competition_sources: empty; the notebook would have no competition data")
+    return problems
+
+
+def requirements() -> list[str]:
+    """This project's runtime requirements, less what the notebook image provides."""
+    try:
+        declared = distribution(PROJECT).requires or []
+    except PackageNotFoundError as exc:
+        raise BundleError(f"{PROJECT} is not installed in this environment: run make test or make demo once "
+                          "(they install it), then build") from exc
+    return [r for r in declared if "extra ==" not in r and Requirement(r).name not in FROM_IMAGE]
+
+
+def _pip(*args: str) -> None:
+    command = [sys.executable, "-m", "pip", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise BundleError(f"pip {' '.join(args[:2])} failed (exit code {done.returncode}):\n{tail}")
+
+
+def _pins() -> str:
+    """The versions installed here (tested), as pip constraints: the notebook gets the same ones."""
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                            text=True, check=True).stdout
+    return "".join(line + "\n" for line in frozen.splitlines() if "==" in line)
+
+
+def wheelhouse(dest: Path, python_versions: tuple[str, ...]) -> Path:
+    """Wheels of every dependency but torch/torchvision, for these Pythons on Linux x86-64; reused when current.
+
+    Downloads from the package index: the one step of the build that needs the network. For this
+    interpreter ``pip wheel`` also builds the few dependencies published only as source (DVC's
+    hydra-core needs antlr4-python3-runtime); other Pythons reuse those pure-Python wheels.
+    """
+    reqs, pins = requirements(), _pins()
+    key = hashlib.sha256(json.dumps([reqs, pins, list(python_versions)]).encode()).hexdigest()[:16]
+    stamp = dest / ".complete"
+    if stamp.is_file() and stamp.read_text() == key:
+        return dest
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    with atomic_path(dest) as tmp:
+        tmp.mkdir()
+        constraints = tmp / "constraints.txt"
+        constraints.write_text(pins, encoding="utf-8")
+        _pip("wheel", "--quiet", "-w", str(tmp), "-c", str(constraints), *reqs)
+        for version in python_versions:
+            if version != current:
+                platforms = [arg for tag in _LINUX for arg in ("--platform", tag)]
+                _pip("download", "--quiet", "-d", str(tmp), "--only-binary=:all:", "--implementation", "cp",
+                     "--python-version", version, *platforms, "--find-links", str(tmp), "-c", str(constraints),
+                     *reqs)
+        constraints.unlink()
+        (tmp / ".complete").write_text(key)
+    return dest
+
+
+def project_wheel(repo: Path, dest: Path) -> Path:
+    """This project as a wheel, built from a copy of its sources (no build folders left in the checkout)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(repo / name, source / name)
+        for package in ("pipeline", "stages", "kaggle_kernel"):
+            shutil.copytree(repo / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+        _pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dest), str(source))
+    wheels = sorted(dest.glob("imaterialist_pipeline-*.whl"))
+    if len(wheels) != 1:
+        raise BundleError(f"{dest}: expected one project wheel, found {len(wheels)}")
+    return wheels[0]
+
+
+@dataclass(frozen=True)
+class Built:
+    kernel: Path  # push with: kaggle kernels push -p <kernel>
+    dataset: Path  # upload with: kaggle datasets create -p <dataset> (then: datasets version)
+    metadata: dict
+
+
+def build(repo: Path, out: Path, params_file: Path, build_params: KernelBuildParams, wheels: Path,
+          env: Mapping[str, str]) -> Built:
+    """Write ``out/kernel`` and ``out/dataset`` (atomically, each replacing an older build).
+
+    ``build_params`` is the ``kaggle_kernel`` section of ``params_file`` as the command line amended it.
+    """
+    params = notebook_params(repo, params_file, build_params)
+    owner = kaggle_owner(build_params.owner, env)
+    competition = load_section(params_file, "data", DataParams).competition
+    meta = kernel_metadata(owner, build_params, competition)
+
+    with atomic_path(out / "dataset") as dataset:  # flat: Kaggle's upload skips or zips sub-folders
+        shutil.copytree(wheels, dataset, ignore=shutil.ignore_patterns(".complete"))
+        shutil.copy2(repo / "dvc.yaml", dataset / "dvc.yaml")
+        (dataset / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        validate_params(dataset / "params.yaml")
+        wheel = project_wheel(repo, dataset)
+        write_json(dataset / "dataset-metadata.json", dataset_metadata(owner, build_params))
+        write_json(dataset / MANIFEST, {"project_wheel": wheel.name, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                        time.gmtime()), "python_versions": list(build_params.python_versions),
+                                        "kernel": meta["id"], "from_image": sorted(FROM_IMAGE)})
+    with atomic_path(out / "kernel") as kernel:
+        kernel.mkdir()
+        shutil.copy2(repo / "kaggle_kernel" / BOOTSTRAP, kernel / BOOTSTRAP)
+        write_json(kernel / "kernel-metadata.json", meta)
+        problems = metadata_problems(meta, kernel)
+        if problems:
+            raise BundleError("kernel-metadata.json: " + "; ".join(problems))
+    return Built(out / "kernel", out / "dataset", meta)
+

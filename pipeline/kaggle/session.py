@@ -1,0 +1,209 @@
+"""One Kaggle notebook session: the DVC pipeline's stages, in ``dvc.yaml``'s order, under a time limit.
+
+The notebook does not run DVC itself (its cache would copy checkpoints and predictions into a
+20 GB output, and each session starts from an empty working folder anyway). It runs the
+commands ``dvc.yaml`` declares, ordered by their deps and outs exactly as ``dvc repro`` orders
+them: ``dvc.yaml`` stays the one source of truth for what runs and in which order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config.kaggle import SessionParams
+from pipeline.config.params import load_section
+from pipeline.training.loop import DEADLINE_ENV, PROGRESS
+from pipeline.utils.checkpoint import LAST
+from pipeline.utils.errors import PipelineError
+from pipeline.utils.io import atomic_path, remove, write_json
+
+#: Written to the working folder: what each session did. A later session finds its
+#: predecessor's output (a kernel source under the input root) by this file.
+RECORD = "kaggle-session.json"
+#: What a session carries over from the previous one: the training run and its curves.
+CARRIED = ("models/train", "dvclive/train")
+TRAIN_RUN = "models/train"
+
+
+class SessionError(PipelineError):
+    """The notebook session cannot run or a stage failed."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]  # outs, metrics and plots
+
+
+def _paths(entries: list | None) -> tuple[str, ...]:
+    """Paths of a dvc.yaml list whose entries are ``path`` or ``{path: options}``."""
+    paths = []
+    for entry in entries or []:
+        paths.extend([entry] if isinstance(entry, str) else list(entry))
+    return tuple(paths)
+
+
+def read_stages(dvc_yaml: Path) -> list[Stage]:
+    try:
+        stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise SessionError(f"{dvc_yaml}: cannot read its stages ({exc})") from exc
+    return [Stage(name, body["cmd"], _paths(body.get("deps")),
+                  _paths(body.get("outs")) + _paths(body.get("metrics")) + _paths(body.get("plots")))
+            for name, body in stages.items()]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def stage_order(stages: list[Stage]) -> list[Stage]:
+    """Each stage after the stages whose outs it depends on; otherwise in file order (as ``dvc repro``)."""
+    needs = {s.name: {p.name for p in stages if p is not s and any(_overlaps(d, o) for d in s.deps for o in p.outs)}
+             for s in stages}
+    ordered: list[Stage] = []
+    while len(ordered) < len(stages):
+        done = {s.name for s in ordered}
+        ready = [s for s in stages if s.name not in done and needs[s.name] <= done]
+        if not ready:
+            raise SessionError(f"dvc.yaml: the stages {sorted(set(needs) - done)} depend on each other in a cycle")
+        ordered.append(ready[0])
+    return ordered
+
+
+def render(cmd: str, params: Mapping[str, Any]) -> list[str]:
+    """The command with DVC's ``${section.key}`` templates filled from params, split into arguments."""
+    def value(match: re.Match) -> str:
+        node: Any = params
+        for key in match.group(1).strip().split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                raise SessionError(f"dvc.yaml: {match.group(0)} in {cmd!r} names no value of params.yaml")
+            node = node[key]
+        return str(node)
+    return shlex.split(re.sub(r"\$\{([^}]+)\}", value, cmd))
+
+
+def resolve_launcher(setting: str, gpus: int) -> str:
+    """``auto``: torchrun with one process per GPU when there are several (Kaggle's T4 x2), else python.
+
+    torchrun runs as ``python -m torch.distributed.run``: the same interpreter, whatever the image puts on PATH.
+    """
+    if setting != "auto":
+        return setting
+    return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus}" if gpus > 1 else "python"
+
+
+def find_file(root: Path, name: str) -> Path:
+    """The one file called ``name`` under ``root`` (an attached dataset's mount point is not known in advance)."""
+    found = sorted(p for p in root.rglob(name) if p.is_file())
+    if len(found) != 1:
+        raise SessionError(f"{'no' if not found else 'several'} files named {name!r} under {root}"
+                           f"{': ' + ', '.join(map(str, found)) if found else ''}; attach exactly one "
+                           "(docs/kaggle.md, 'Pretrained weights in an offline notebook')")
+    return found[0]
+
+
+def find_previous(input_root: Path) -> Path | None:
+    """The output of an earlier version of this kernel (a kernel source), the one that trained furthest."""
+    runs = [p.parent for p in input_root.rglob(RECORD) if (p.parent / TRAIN_RUN / LAST).is_file()]
+    return max(runs, key=_trained_steps, default=None)
+
+
+def _trained_steps(run: Path) -> int:
+    progress = run / TRAIN_RUN / PROGRESS
+    return json.loads(progress.read_text())["step"] if progress.is_file() else 0
+
+
+def _history(record: Path) -> list[dict]:
+    return json.loads(record.read_text(encoding="utf-8"))["sessions"] if record.is_file() else []
+
+
+@dataclass(frozen=True)
+class Session:
+    """Where one session reads and writes, and when it started."""
+
+    bundle: Path  # the code dataset: imaterialist-bundle.json, dvc.yaml, params.yaml, wheels
+    input_root: Path  # /kaggle/input: competition data, the code dataset, kernel sources, weights
+    working: Path  # /kaggle/working: the project folder, and what Kaggle keeps as output
+    started: float  # time.time() when the notebook started
+    gpus: int
+
+
+def prepare(session: Session) -> tuple[dict, SessionParams, Path | None]:
+    """Write the working folder's dvc.yaml and resolved params.yaml; carry the previous session's training over."""
+    params_file = session.bundle / "params.yaml"
+    settings = load_section(params_file, "kaggle_session", SessionParams)
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params["data"]["search_root"] = str(session.input_root)
+    params["train"]["launcher"] = resolve_launcher(settings.launcher, session.gpus)
+    if settings.weights_file:
+        params[params["model"]["family"]]["weights"] = str(find_file(session.input_root, settings.weights_file))
+    session.working.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(session.bundle / "dvc.yaml", session.working / "dvc.yaml")
+    with atomic_path(session.working / "params.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    previous = None
+    if not (session.working / TRAIN_RUN / LAST).is_file():
+        previous = find_previous(session.input_root)
+        for path in CARRIED if previous else ():
+            if (previous / path).is_dir():
+                shutil.copytree(previous / path, session.working / path, dirs_exist_ok=True)
+                print(f"carried over {path} from {previous}")
+    return params, settings, previous
+
+
+def run(session: Session) -> dict:
+    """Run every stage once; training stops before the deadline that leaves ``reserve_minutes`` for the rest.
+
+    Returns this session's entry of ``kaggle-session.json`` (also written there, after each stage).
+    """
+    params, settings, previous = prepare(session)
+    deadline = session.started + 60 * (settings.time_budget_minutes - settings.reserve_minutes)
+    record_path = session.working / RECORD
+    sessions = _history(previous / RECORD) if previous else _history(record_path)
+    entry: dict[str, Any] = {"started": session.started, "gpus": session.gpus, "launcher": params["train"]["launcher"],
+                             "resumed_from": str(previous) if previous else None, "train_deadline": deadline,
+                             "stages": []}
+    env = {**os.environ, DEADLINE_ENV: str(deadline),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    for stage in stage_order(read_stages(session.working / "dvc.yaml")):
+        argv = render(stage.cmd, params)
+        print(f"\n=== stage {stage.name}: {shlex.join(argv)}", flush=True)
+        began = time.time()
+        code = subprocess.run(argv, cwd=session.working, env=env, check=False).returncode
+        entry["stages"].append({"name": stage.name, "seconds": round(time.time() - began, 1), "exit_code": code})
+        progress = session.working / TRAIN_RUN / PROGRESS
+        entry["train"] = json.loads(progress.read_text()) if progress.is_file() else None
+        write_json(record_path, {"sessions": [*sessions, entry]})
+        if code != 0:
+            raise SessionError(f"stage {stage.name} failed (exit code {code}); see its output above")
+    for path in settings.discard:
+        remove(session.working / path)  # links are removed, never followed: the read-only input is untouched
+    entry["ended"] = time.time()
+    write_json(record_path, {"sessions": [*sessions, entry]})
+    return entry
+
+
+def summary(entry: dict) -> str:
+    train = entry.get("train") or {}
+    state = ("training finished" if train.get("finished") else
+             f"training stopped at step {train.get('step')} of {train.get('total_steps')} "
+             f"({train.get('stopped_by')}): run a new version of the kernel to continue")
+    minutes = (entry["ended"] - entry["started"]) / 60
+    return f"session done in {minutes:.1f} min; {state}; submission.csv written"

@@ -1,0 +1,17 @@
+"""Model families: the contract they all follow, the registry that picks one, and the built-in Mask R-CNN.
+
+Public names, imported on first use (docs/development.md, "Where a change goes").
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "contract": ["DetectionModel", "MaskFormat", "MaskKind"],
+        "registry": ["Family", "FamilyError", "ModelConfig", "family", "load", "register"],
+        "weights": ["WeightsError", "load_matching", "read_state_dict"],
+        "maskrcnn": ["FashionMaskRCNN"],
+        "attribute_head": ["AttributeRoIHeads"],
+    },
+)

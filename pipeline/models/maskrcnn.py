@@ -1,0 +1,220 @@
+"""The Mask R-CNN family: torchvision's Mask R-CNN with an attribute head, built from the ``maskrcnn`` section.
+
+Imports torch and torchvision only (no pydantic, no pipeline data code), so that
+``benchmarks/train_throughput.py`` runs on a bare GPU box.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights
+from torchvision.models.detection import (
+    MaskRCNN,
+    MaskRCNN_ResNet50_FPN_V2_Weights,
+    MaskRCNN_ResNet50_FPN_Weights,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops.poolers import initLevelMapper
+
+from pipeline.config.model import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams, ModelParams
+from pipeline.models.attribute_head import AttributeRoIHeads
+from pipeline.models.contract import MaskFormat
+from pipeline.models.weights import WeightsError, load_matching, read_state_dict
+
+log = logging.getLogger(__name__)
+
+# Parameter groups named in the weight-loading log, most specific first.
+PARAMETER_GROUPS = ("backbone.body", "backbone.fpn", "rpn", "roi_heads.box_head", "roi_heads.box_predictor",
+                    "roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.attribute_predictor")
+_ATTRIBUTE_HEAD = "roi_heads.attribute_predictor."
+_BACKBONE_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # trainable from the top down
+
+
+class PresizedTransform(GeneralizedRCNNTransform):
+    """Normalises and batches, and keeps what the contract wants: no resize, masks left as RoI maps.
+
+    The contract hands a family its images at their size: ``pipeline.data.dataset`` resizes (and
+    scale-jitters) the training images, and each TTA view is made at its own scale. torchvision's
+    transform would resize them back to ``min_size``, undoing both. Its ``postprocess`` would paste
+    each M x M mask into a full image, which the prediction store does not want (M*M bytes instead
+    of h*w); boxes are still mapped as torchvision does (by a factor of 1, images not being resized).
+    """
+
+    def resize(self, image, target=None):
+        return image, target
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        if self.training:
+            return result
+        for found, size, original in zip(result, image_shapes, original_image_sizes, strict=True):
+            found["boxes"] = resize_boxes(found["boxes"], size, original)
+        return result
+
+
+class FashionMaskRCNN(MaskRCNN):
+    """torchvision's Mask R-CNN as a family of ``pipeline.models.contract``: RoI masks, optional attributes."""
+
+    def __init__(self, built: MaskRCNN) -> None:
+        # Adopt the parts of a model that torchvision's builders made (no copy of their code).
+        GeneralizedRCNN.__init__(self, built.backbone, built.rpn, built.roi_heads, built.transform)
+
+    @property
+    def mask_format(self) -> MaskFormat:
+        size = self.roi_heads.mask_roi_pool.output_size  # the mask head doubles its RoI pooling size
+        return MaskFormat("roi", 2 * (size if isinstance(size, int) else size[0]))
+
+    @property
+    def num_attributes(self) -> int:
+        heads = self.roi_heads
+        return heads.attribute_predictor.out_features if isinstance(heads, AttributeRoIHeads) else 0
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As ``nn.Module``'s, but a checkpoint made without the attribute head (before it existed, or with it
+        off) loads too: the head keeps its initial weights and a warning says so (its predictions are then
+        uninformed, and tuning will choose the category-only or drop policy).
+        """
+        head = {k for k in self.state_dict() if k.startswith(_ATTRIBUTE_HEAD)}
+        if strict and head and not head & set(state_dict):
+            log.warning("the weights have no attribute head (%s): it is initialised, not trained; retrain for "
+                        "attribute predictions", ", ".join(sorted(head)))
+            state_dict = {**state_dict, **{k: v for k, v in self.state_dict().items() if k in head}}
+        return super().load_state_dict(state_dict, strict, assign)
+
+    def attributes_of_boxes(self, images: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The attribute head's probabilities for given boxes (pixels of ``images``), e.g. the true ones.
+
+        Judges the head alone, without the detector's misses and misplaced boxes. Eval mode.
+        """
+        image_list, targets = self.transform(images, [{"boxes": b} for b in boxes])
+        features = self.backbone(image_list.tensors)
+        return self.roi_heads.attribute_probabilities(features, [t["boxes"] for t in targets],
+                                                      image_list.image_sizes)
+
+
+def _detector_kwargs(spec: MaskRCNNParams) -> dict:
+    keys = ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test",
+            "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
+            "box_detections_per_img", "box_score_thresh")
+    return {key: getattr(spec, key) for key in keys}
+
+
+def _set_anchors(model: MaskRCNN, spec: MaskRCNNParams, rpn_conv_depth: int) -> None:
+    model.rpn.anchor_generator = AnchorGenerator(tuple((size,) for size in spec.anchor_sizes),
+                                                 (tuple(spec.aspect_ratios),) * FPN_LEVELS)
+    per_location = len(spec.aspect_ratios)
+    if model.rpn.head.cls_logits.out_channels != per_location:
+        model.rpn.head = RPNHead(model.backbone.out_channels, per_location, conv_depth=rpn_conv_depth)
+
+
+def _set_mask_head(model: MaskRCNN, spec: MaskRCNNParams, num_classes: int, norm_layer: type[nn.Module] | None) -> None:
+    layers = tuple(spec.mask_head_layers)
+    if layers == DEFAULT_MASK_HEAD:
+        return
+    model.roi_heads.mask_head = MaskRCNNHeads(model.backbone.out_channels, list(layers), 1, norm_layer=norm_layer)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(layers[-1], layers[-1], num_classes)
+
+
+def _fix_pooler_scales(model: MaskRCNN) -> None:
+    """The FPN's strides (P2-P5: 4 to 32) for the RoI poolers, which torchvision lets guess them.
+
+    ``MultiScaleRoIAlign`` infers each scale from its first batch and keeps it, outside the state
+    dict; where padding is large next to the image (66 px padded to 96) it guesses 1/2 for 1/4, so a
+    resumed run or prediction, whose first batch differs, gave other results than an uninterrupted one.
+    """
+    for pooler in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+        levels = len(pooler.featmap_names)
+        pooler.scales = [2.0 ** -(2 + k) for k in range(levels)]
+        pooler.map_levels = initLevelMapper(2, 1 + levels, canonical_scale=pooler.canonical_scale,
+                                            canonical_level=pooler.canonical_level)
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d under ``module`` by a FrozenBatchNorm2d with the same statistics.
+
+    torchvision has no public helper for this; its builders choose the norm layer at construction,
+    before the weights (loaded afterwards here) are known.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            _freeze_batchnorm(child)
+
+
+def _limit_trainable(model: MaskRCNN, layers: int) -> None:
+    frozen = _BACKBONE_STAGES[layers:]
+    for name, parameter in model.backbone.body.named_parameters():
+        if name.startswith(frozen) or (name.startswith("bn1") and "conv1" in frozen):
+            parameter.requires_grad_(False)
+
+
+def _torchvision_state_dict(architecture: str) -> dict[str, torch.Tensor]:
+    """COCO Mask R-CNN weights, or ImageNet backbone weights for ResNet-18 (no COCO Mask R-CNN exists for it)."""
+    weights = {"maskrcnn_resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+               "maskrcnn_resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+               "maskrcnn_resnet18_fpn": ResNet18_Weights.IMAGENET1K_V1}[architecture]
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise WeightsError(
+            f"cannot download {weights} ({exc}). Offline? Download it where there is internet (it lands in "
+            f"$TORCH_HOME/hub/checkpoints) and set model.weights to the file's path") from exc
+    if architecture == "maskrcnn_resnet18_fpn":
+        state = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+    return state
+
+
+def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attributes: int,
+          initial_weights: bool = True) -> FashionMaskRCNN:
+    """A Mask R-CNN for ``num_classes`` classes (background included); ``spec.weights`` loaded if ``initial_weights``.
+
+    With ``spec.attribute_head`` and ``num_attributes`` > 0 its RoI heads also predict attributes.
+    A model about to receive a checkpoint's weights is built with ``initial_weights=False``.
+    """
+    kwargs = {**_detector_kwargs(spec), "min_size": model.min_size, "max_size": model.max_size}
+    if spec.architecture == "maskrcnn_resnet50_fpn_v2":
+        built, rpn_conv_depth = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None,
+                                                         num_classes=num_classes, **kwargs), 2
+    elif spec.architecture == "maskrcnn_resnet50_fpn":
+        built, rpn_conv_depth = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                      num_classes=num_classes, **kwargs), 1
+    else:
+        # BatchNorm, not torchvision's default FrozenBatchNorm2d: frozen statistics of a random
+        # init never change, and the network does not learn (measured on the synthetic data).
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
+                                       trainable_layers=5)
+        built, rpn_conv_depth = MaskRCNN(backbone, num_classes=num_classes, **kwargs), 1
+    _set_anchors(built, spec, rpn_conv_depth)
+    _set_mask_head(built, spec, num_classes, nn.BatchNorm2d if spec.architecture.endswith("_v2") else None)
+    _fix_pooler_scales(built)
+    if spec.attribute_head and num_attributes:
+        built.roi_heads = AttributeRoIHeads(built.roi_heads, num_attributes, spec.attribute_loss_weight)
+    built.transform = PresizedTransform(model.min_size, model.max_size, built.transform.image_mean,
+                                        built.transform.image_std)
+    net = FashionMaskRCNN(built)
+    if initial_weights and spec.weights != "none":
+        state = (_torchvision_state_dict(spec.architecture) if spec.weights == "torchvision"
+                 else read_state_dict(spec.weights))
+        report = load_matching(net, state, PARAMETER_GROUPS)
+        log.info("initial weights from %s:", spec.weights)
+        for line in report.lines():
+            log.info("  %s", line)
+    if spec.freeze_batchnorm:
+        _freeze_batchnorm(net.backbone.body)
+    _limit_trainable(net, spec.trainable_backbone_layers)
+    return net

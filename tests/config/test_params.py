@@ -1,0 +1,81 @@
+"""params.yaml sections: typed, validated, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config.params import DataParams, FoldsParams, ParamsError, SyntheticParams, load_section
+from pipeline.config.sections import SECTIONS
+from pipeline.utils.io import as_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_section_of_params_yaml_has_a_schema_and_validates_to_what_the_file_says():
+    written = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(written) == set(SECTIONS), "a section without a schema would never be checked"
+    for name, model in SECTIONS.items():
+        loaded = load_section(REPO / "params.yaml", name, model)
+        dumped = loaded.model_dump(mode="json") if hasattr(loaded, "model_dump") else as_json(asdict(loaded))
+        assert {key: dumped[key] for key in written[name]} == as_json(written[name]), f"{name}: a value was changed"
+
+
+def numeric_fields() -> list[tuple[str, str]]:
+    """(section, key) of every key of params.yaml whose value is a number or a list of numbers."""
+    written = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def numeric(value) -> bool:
+        items = value if isinstance(value, list) else [value]
+        return bool(items) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+
+    return [(section, key) for section, values in written.items() for key, value in values.items() if numeric(value)]
+
+
+@pytest.mark.parametrize(("section", "key"), numeric_fields())
+def test_a_boolean_is_never_read_as_a_number(tmp_path, section, key):
+    """pydantic alone reads ``epochs: true`` as 1 epoch."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    value = params[section][key]
+    params[section][key] = [True, *value[1:]] if isinstance(value, list) else True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=rf"section '{section}': {key}: .*true.* holds a boolean, but the field"):
+        load_section(tmp_path / "params.yaml", section, SECTIONS[section])
+
+
+def test_booleans_still_set_boolean_fields(tmp_path):
+    (tmp_path / "params.yaml").write_text("synthetic: {seed: 1, train_images: 2, test_images: 1, min_side: 100,"
+                                          " max_side: 200, attribute_rate: 0.2, size_defect: true}\n")
+    assert load_section(tmp_path / "params.yaml", "synthetic", SyntheticParams).size_defect is True
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("folds:\n  n_folds: 5\n  seed: 1\n  shuffle: true\n", "shuffle"),
+        ("folds:\n  n_folds: 1\n  seed: 1\n", "n_folds"),
+        ("folds:\n  n_folds: five\n  seed: 1\n", "n_folds"),
+        ("other: {}\n", "no 'folds' section"),
+        ("folds: [\n", "cannot read params"),
+    ],
+)
+def test_bad_params_name_the_file_and_the_problem(tmp_path, text, says):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=None) as caught:
+        load_section(path, "folds", FoldsParams)
+    assert str(path) in str(caught.value) and says in str(caught.value)
+
+
+def test_choices_and_cross_field_rules_are_checked(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  source: s3\n")
+    with pytest.raises(ParamsError, match="synthetic"):
+        load_section(path, "data", DataParams)
+    path.write_text("synthetic: {seed: 1, train_images: 2, test_images: 1, min_side: 300, max_side: 200,"
+                    " attribute_rate: 0.2, size_defect: false}\n")
+    with pytest.raises(ParamsError, match="min_side 300 exceeds max_side 200"):
+        load_section(path, "synthetic", SyntheticParams)

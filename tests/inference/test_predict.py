@@ -1,0 +1,178 @@
+"""Inference with TTA: every view's detections land on the original image frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+from torchvision.ops import roi_align
+
+from pipeline.config.inference import PredictParams
+from pipeline.inference.detections import Detections, ImageRecord
+from pipeline.inference.postprocess import paste
+from pipeline.inference.predict import checkpoint_path, load_model, make_views, predict_batch
+from pipeline.models.contract import MaskFormat
+from pipeline.utils.checkpoint import CheckpointError
+
+from model_configs import changed, maskrcnn_config
+
+MIN_SIZE, MAX_SIZE = 64, 96
+
+
+class StandInDetector(nn.Module):
+    """A model of the contract that finds the one bright shape of an image: box and a crop mask of it."""
+
+    mask_format = MaskFormat("crop", 28)
+    num_attributes = 0
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        outputs = []
+        for image in images:
+            bright = (image[0] > 0.5).float()
+            rows, cols = torch.nonzero(bright.any(1)).flatten(), torch.nonzero(bright.any(0)).flatten()
+            box = torch.tensor([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=torch.float32)
+            mask = roi_align(bright[None, None], [box], output_size=28, aligned=True)
+            outputs.append({"boxes": box, "labels": torch.tensor([5]), "scores": torch.tensor([0.9]), "masks": mask})
+        return outputs
+
+
+def l_shape(height: int, width: int) -> np.ndarray:
+    """An L (left-right asymmetric, so a wrong un-flip shows) away from the borders."""
+    mask = np.zeros((height, width), bool)
+    mask[height // 5 : 4 * height // 5, width // 6 : width // 3] = True
+    mask[3 * height // 5 : 4 * height // 5, width // 6 : 3 * width // 5] = True
+    return mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("height,width", [(150, 200), (211, 97)])
+def test_every_view_maps_back_onto_the_original_shape(height, width):
+    truth = l_shape(height, width)
+    image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
+    views = make_views((1.0, 0.75, 1.5), hflip=True)
+    detections = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)], views,
+                               MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0]
+    assert sorted(detections.views.tolist()) == list(range(len(views)))
+    rows, cols = np.nonzero(truth)
+    for k, view in enumerate(views):
+        box = detections.boxes[k]
+        expected_box = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+        assert box == pytest.approx(expected_box, abs=max(height, width) / 40), view.name
+        canvas = np.zeros((height, width), np.float32)
+        paste(detections.masks[k], box, canvas, 0)
+        assert iou(canvas > 0.5, truth) > 0.85, view.name
+
+
+def test_a_flipped_view_is_mirrored_back():
+    """Without the un-flip the L would come back mirrored: its IoU with the truth would be low."""
+    height, width = 120, 160
+    truth = l_shape(height, width)
+    image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
+    plain, flipped = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)],
+                                   make_views((1.0,), hflip=True), MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0].masks
+    assert iou(flipped > 127, plain > 127) > 0.9
+    assert iou(flipped[:, ::-1] > 127, plain > 127) < 0.7
+
+
+def test_views_put_the_plain_view_first_and_scales_must_include_it():
+    assert [v.name for v in make_views((1.25, 1.0, 0.8), hflip=True)] == [
+        "x1", "x0.8", "x1.25", "x1-flip", "x0.8-flip", "x1.25-flip"]
+    with pytest.raises(ValidationError, match="must include 1.0"):
+        PredictParams(hflip=False, scales=(0.8, 1.2), batch_size=1, workers=0)
+
+
+def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
+    spec = maskrcnn_config(min_size=MIN_SIZE, max_size=MAX_SIZE, anchor_sizes=(8, 16, 32, 64, 128),
+                           rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=50, box_score_thresh=0.0,
+                           box_detections_per_img=20)
+    torch.manual_seed(0)
+    torch.save({"model": spec.build(47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"), 92)
+    records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
+    images = [torch.randint(0, 255, (3, r.height, r.width), dtype=torch.uint8) for r in records]
+    found = predict_batch(model, images, records, make_views((1.0, 1.2), True), MIN_SIZE, MAX_SIZE,
+                          torch.device("cpu"))
+    for detections, record in zip(found, records, strict=True):
+        assert isinstance(detections, Detections) and len(detections) > 0 and detections.mask_kind == "roi"
+        assert detections.masks.shape[1:] == (28, 28) and detections.masks.dtype == np.uint8
+        assert (detections.boxes[:, [0, 2]] <= record.width + 1e-3).all()
+        assert (detections.boxes[:, [1, 3]] <= record.height + 1e-3).all()
+        assert detections.categories.min() >= 0 and detections.categories.max() < 46
+        assert set(detections.views.tolist()) <= {0, 1, 2, 3}
+        assert detections.attributes.shape == (len(detections), 92) and detections.attributes.dtype == np.uint8
+
+
+def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    small = maskrcnn_config(min_size=MIN_SIZE, max_size=MAX_SIZE, anchor_sizes=(8, 16, 32, 64, 128))
+    torch.save({"model": small.build(47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    other = changed(small, mask_head_layers=(64,))
+    with pytest.raises(Exception, match="does not fit the model sections of params.yaml"):
+        load_model(tmp_path / "best.pt", other, torch.device("cpu"), 92)
+
+
+def test_an_unreadable_checkpoint_says_what_predict_can_do_about_it(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*rerun stage train") as caught:
+        load_model(tmp_path / "best.pt", SPEC, torch.device("cpu"), 92)
+    assert "--no-resume" not in str(caught.value), "predict has no such option"
+
+
+def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):
+    """A Kaggle session that ran out of time in its first epoch still predicts, from last.pt."""
+    with pytest.raises(CheckpointError, match="run stage train first"):
+        checkpoint_path(tmp_path, "best")
+    (tmp_path / "last.pt").write_bytes(b"")
+    assert checkpoint_path(tmp_path, "best") == tmp_path / "last.pt"
+    assert "best.pt does not exist yet" in capsys.readouterr().out
+    (tmp_path / "best.pt").write_bytes(b"")
+    assert checkpoint_path(tmp_path, "best") == tmp_path / "best.pt"
+    assert checkpoint_path(tmp_path, "last") == tmp_path / "last.pt"
+
+
+SPEC = maskrcnn_config(min_size=MIN_SIZE, max_size=MAX_SIZE, anchor_sizes=(8, 16, 32, 64, 128))
+TTA = PredictParams(hflip=True, scales=(1.0, 1.25), batch_size=2, workers=0)
+
+
+def test_the_prediction_key_changes_with_what_changes_predictions_and_survives_json(tmp_path):
+    from pipeline.inference.predict import prediction_key
+    from pipeline.utils.fingerprint import imported_modules, source_digest
+    from pipeline.utils.io import as_json
+
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights one")
+    records = [ImageRecord("a.jpg", 100, 80), ImageRecord("b.jpg", 90, 70)]
+    key = prediction_key(weights, SPEC, TTA, records)
+    assert as_json(key) == as_json(prediction_key(weights, SPEC, TTA, records)), "the same inputs, the same key"
+    runtime_only = TTA.model_copy(update={"batch_size": 8, "workers": 3, "part_size": 5})
+    assert prediction_key(weights, SPEC, runtime_only, records) == key, "batching changes no detection"
+    others = [prediction_key(weights, changed(SPEC, anchor_sizes=(8, 16, 32, 64, 256)), TTA, records),
+              prediction_key(weights, SPEC, TTA.model_copy(update={"scales": (1.0,)}), records),
+              prediction_key(weights, SPEC, TTA, records[:1]),
+              prediction_key(weights, SPEC, TTA, [ImageRecord("a.jpg", 100, 81), records[1]])]
+    weights.write_bytes(b"weights two")
+    others.append(prediction_key(weights, SPEC, TTA, records))
+    assert all(as_json(other) != as_json(key) for other in others)
+    # the inference code, through every module it imports: the view geometry of pipeline.data.transforms included
+    assert key["code"] == source_digest(*imported_modules("pipeline.inference.predict"))
+    assert "pipeline.data.transforms" in imported_modules("pipeline.inference.predict")
+
+
+def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
+    from pipeline.inference.predict import records_of, resolve_device
+    from pipeline.utils.errors import PipelineError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PipelineError, match="predict.device is cuda but torch sees no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+    import pandas as pd
+
+    table = pd.DataFrame({"image_id": ["a.jpg", "a.jpg", "b.jpg"], "height": [10, 10, 20], "width": [5, 5, 6]})
+    assert records_of(table, ["b.jpg", "a.jpg"]) == [ImageRecord("b.jpg", 20, 6), ImageRecord("a.jpg", 10, 5)]
+    with pytest.raises(PipelineError, match=r"2 image\(s\) are not in the instance table, e.g. c.jpg"):
+        records_of(table, ["a.jpg", "c.jpg", "d.jpg"])

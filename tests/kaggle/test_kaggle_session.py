@@ -1,0 +1,95 @@
+"""The Kaggle notebook session's plan: stage order and commands from dvc.yaml, launcher, weights, resume source."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.kaggle.session import (
+    RECORD,
+    SessionError,
+    Stage,
+    find_file,
+    find_previous,
+    read_stages,
+    render,
+    resolve_launcher,
+    stage_order,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DVC_ORDER = ["download", "prepare", "folds", "cache", "train", "predict", "tune", "evaluate", "submission"]
+
+
+def test_stages_run_in_the_order_of_dvc_yaml_deps_and_outs():
+    stages = read_stages(REPO / "dvc.yaml")
+    assert [s.name for s in stage_order(stages)] == DVC_ORDER
+    shuffled = stage_order(stages[::-1])
+    for position, stage in enumerate(shuffled):
+        later_outs = [out for other in shuffled[position + 1:] for out in other.outs]
+        assert not [dep for dep in stage.deps if dep in later_outs], f"{stage.name} runs before its inputs exist"
+    loop = [Stage("a", "x", ("b.txt",), ("a.txt",)), Stage("b", "y", ("a.txt",), ("b.txt",))]
+    with pytest.raises(SessionError, match="cycle"):
+        stage_order(loop)
+
+
+def test_commands_are_filled_from_params_as_dvc_fills_them():
+    train = next(s for s in read_stages(REPO / "dvc.yaml") if s.name == "train")
+    argv = render(train.cmd, {"train": {"launcher": "torchrun --standalone --nproc_per_node=2"}})
+    assert argv[:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
+    with pytest.raises(SessionError, match=r"\$\{train.launcher\}"):
+        render(train.cmd, {"train": {}})
+
+
+def test_two_gpus_train_with_torchrun_one_with_python():
+    assert resolve_launcher("auto", 2) == "python -m torch.distributed.run --standalone --nproc_per_node=2"
+    assert resolve_launcher("auto", 1) == resolve_launcher("auto", 0) == "python"
+    assert resolve_launcher("python -X dev", 2) == "python -X dev"
+
+
+def test_an_attached_weights_file_is_found_wherever_it_is_mounted(tmp_path):
+    with pytest.raises(SessionError, match="no files named 'w.pth'"):
+        find_file(tmp_path, "w.pth")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "w.pth").write_bytes(b"")
+    assert find_file(tmp_path, "w.pth") == tmp_path / "a" / "b" / "w.pth"
+
+
+@pytest.mark.parametrize("weights_file", ["maskrcnn_coco.pth", ""])
+def test_the_session_points_model_weights_at_the_attached_file(tmp_path, weights_file):
+    from pipeline.kaggle.session import Session, prepare
+
+    bundle_dir, input_root = tmp_path / "bundle", tmp_path / "input"
+    bundle_dir.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["kaggle_session"]["weights_file"] = weights_file
+    (bundle_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "dvc.yaml", bundle_dir / "dvc.yaml")
+    (input_root / "coco-weights" / "v1").mkdir(parents=True)
+    (input_root / "coco-weights" / "v1" / "maskrcnn_coco.pth").write_bytes(b"")
+    session = Session(bundle_dir, input_root, tmp_path / "working", started=0.0, gpus=2)
+    written, _, previous = prepare(session)
+    resolved = yaml.safe_load((tmp_path / "working" / "params.yaml").read_text())
+    expected = str(input_root / "coco-weights" / "v1" / "maskrcnn_coco.pth") if weights_file else "none"
+    assert resolved["maskrcnn"]["weights"] == written["maskrcnn"]["weights"] == expected
+    assert resolved["train"]["launcher"].endswith("--nproc_per_node=2") and previous is None
+    if weights_file:
+        shutil.rmtree(input_root / "coco-weights")
+        with pytest.raises(SessionError, match="no files named 'maskrcnn_coco.pth'"):
+            prepare(session)
+
+
+def test_the_previous_output_that_trained_furthest_is_resumed(tmp_path):
+    assert find_previous(tmp_path) is None
+    for name, step in (("v1", 40), ("v2", 120), ("v3", None)):
+        run = tmp_path / name
+        (run / "models" / "train").mkdir(parents=True)
+        (run / RECORD).write_text('{"sessions": []}')
+        if step is not None:
+            (run / "models" / "train" / "last.pt").write_bytes(b"")
+            (run / "models" / "train" / "progress.json").write_text(json.dumps({"step": step}))
+    assert find_previous(tmp_path) == tmp_path / "v2", "v3 has no checkpoint; v2 is furthest"
