@@ -173,7 +173,7 @@ def _torchvision_state_dict(architecture: str) -> dict[str, torch.Tensor]:
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         raise WeightsError(
             f"cannot download {weights} ({exc}). Offline? Download it where there is internet (it lands in "
-            f"$TORCH_HOME/hub/checkpoints) and set model.weights to the file's path") from exc
+            f"$TORCH_HOME/hub/checkpoints) and set maskrcnn.weights to the file's path") from exc
     if architecture == "maskrcnn_resnet18_fpn":
         state = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
     return state

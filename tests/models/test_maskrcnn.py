@@ -167,7 +167,7 @@ def test_offline_torchvision_weights_give_advice(monkeypatch):
     from torchvision.models import WeightsEnum
 
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
-    with pytest.raises(WeightsError, match="set model.weights to the file's path"):
+    with pytest.raises(WeightsError, match="set maskrcnn.weights to the file's path"):
         tiny_spec("maskrcnn_resnet50_fpn_v2", weights="torchvision").build(47, 92)
 
 
