@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config.model import ModelParams
+from pipeline.config.model import MaskRCNNParams, ModelParams
 from pipeline.models.registry import FamilyError, ModelConfig, family, load
 
 from stage_runs import predict_args, run_dirs, training_inputs, with_fake_family
@@ -21,8 +21,11 @@ def test_an_unknown_family_names_the_known_ones(tmp_path):
     path.write_text(yaml.safe_dump({"model": {"family": "maskrcnn", "min_size": 64, "max_size": 96},
                                     "maskrcnn": {"architecture": "maskrcnn_resnet18_fpn"}}))
     config = load(path)
-    assert config.key() == {"model": {"family": "maskrcnn", "min_size": 64, "max_size": 96},
-                            "maskrcnn": {**config.key()["maskrcnn"], "architecture": "maskrcnn_resnet18_fpn"}}
+    assert isinstance(config.family, MaskRCNNParams) and config.family.architecture == "maskrcnn_resnet18_fpn"
+    key = config.key()
+    assert set(key) == {"model", "maskrcnn"}, "the resume and prediction keys hold both sections"
+    assert key["model"] == {"family": "maskrcnn", "min_size": 64, "max_size": 96}
+    assert key["maskrcnn"]["anchor_sizes"] == (32, 64, 128, 256, 512), "the family's defaults fill its section"
 
 
 def test_a_model_without_the_contract_is_a_clear_error(monkeypatch):
