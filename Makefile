@@ -10,7 +10,7 @@ RUN := PATH="$(BIN):$$PATH"
 
 WHEELHOUSE := build/wheelhouse/py$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast lint bench kaggle-kernel
+.PHONY: demo compare test test-fast lint bench kaggle-kernel
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(RUN) dvc repro
+
+# Every family of compare/params.yaml on a larger synthetic set, in build/compare (docs/models.md).
+compare: $(STAMP)
+	$(RUN) python compare/workspace.py
 
 # The Kaggle kernel tests install the bundle offline: its dependency wheels are fetched here, in set-up.
 $(WHEELHOUSE)/.complete: $(STAMP)
@@ -33,7 +37,7 @@ test-fast: lint $(WHEELHOUSE)/.complete
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest -m "not slow" --durations=15
 
 lint: $(STAMP)
-	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel
+	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel compare
 	$(RUN) lint-imports
 
 bench: $(STAMP)
@@ -42,6 +46,7 @@ bench: $(STAMP)
 	$(RUN) python benchmarks/data_loading.py
 	$(RUN) python benchmarks/train_throughput.py --arch maskrcnn_resnet18_fpn --size 256 --batch 4
 	$(RUN) python benchmarks/inference_throughput.py --arch maskrcnn_resnet18_fpn --min-size 192 --max-size 256
+	$(RUN) python benchmarks/family_throughput.py
 
 # The push-ready Kaggle notebook (docs/kaggle.md): build/kaggle/kernel and build/kaggle/dataset.
 # Options: OWNER=<kaggle username> INTERNET=1 (an online notebook) RESUME=1 (continue the last version).

@@ -38,7 +38,7 @@ from pipeline.data.labels import load_labels  # noqa: E402
 from pipeline.inference.detections import ImageRecord  # noqa: E402
 from pipeline.inference.postprocess import process_image  # noqa: E402
 from pipeline.inference.predict import make_views, predict_files, resolve_device  # noqa: E402
-from pipeline.models.maskrcnn import build  # noqa: E402
+from pipeline.models.maskrcnn.detector import build  # noqa: E402
 
 TEST_IMAGES = 3200
 POSTPROCESS = PostprocessParams(tta=True, score_thresh=0.0, nms_iou=0.5, mask_thresh=0.5, min_area=20,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from pipeline.config.model import ModelParams
+from pipeline.config.params import load_section
 from pipeline.utils.errors import PipelineError
 
 
@@ -13,6 +16,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(description=description)
     cli.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return cli
+
+
+def add_family(cli: argparse.ArgumentParser) -> None:
+    """--family: the model family to run (dvc.yaml's per-family stages pass it); default ``model.family``."""
+    cli.add_argument("--family", help="model family (a params section, e.g. maskrcnn or unet); default: model.family")
+
+
+def tuned_postprocess(params: str, tuned: Path | None) -> Path:
+    """``--tuned`` if given, else the tuning of the submission's family: ``tuning/<model.family>/postprocess.yaml``."""
+    return tuned or Path("tuning") / load_section(params, "model", ModelParams).family / "postprocess.yaml"
 
 
 def run(main: Callable[[], None]) -> None:

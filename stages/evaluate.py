@@ -31,6 +31,7 @@ def main() -> None:
     cli.add_argument("--metrics", type=Path, required=True, help="JSON metrics to write")
     cli.add_argument("--val-submission", type=Path, required=True, help="validation predictions as a submission CSV")
     cli.add_argument("--gallery", type=Path, required=True, help="folder of PNG pictures")
+    cli.add_argument("--image-scores", type=Path, help="CSV of each image's submitted score (stage compare's input)")
     args = cli.parse_args()
     default = load_section(args.params, "postprocess", PostprocessParams)
     tuned = load_section(args.tuned, "postprocess", PostprocessParams)
@@ -44,18 +45,27 @@ def main() -> None:
     with search.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
         metrics, submitted = report.scores(scorer, records, default, tuned, params.match_on)
         metrics["attribute_policies"] = report.policy_comparison(scorer, records, tuned, params.match_on)
-    metrics["attributes"] = report.attribute_quality(detections, records, n_views, tuned, truth, labels)
+    if predictions.num_attributes:
+        metrics["attributes"] = {"predicted": True,
+                                 **report.attribute_quality(detections, records, n_views, tuned, truth, labels)}
+    else:  # a family without attributes (the UNet): its ClassIds are the category alone
+        metrics["attributes"] = {"predicted": False}
     instances = predict_instances(detections, records, n_views, tuned, labels)
     frame = report.write_val_submission(instances, records, tuned, labels, args.val_submission)
     report.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
                              submitted.per_image, labels, params.gallery_size)
     write_json(args.metrics, metrics)
+    if args.image_scores:
+        report.write_image_scores(args.image_scores, submitted.per_image)
     print(f"validation ({len(records)} images, {len(frame)} rows, match on {params.match_on}): "
           f"default {metrics['default_tta']:.4f} with TTA / {metrics['default_no_tta']:.4f} without; "
           f"tuned {metrics['tuned_tta']:.4f} / {metrics['tuned_no_tta']:.4f}; submitted {metrics['submitted']:.4f}")
     for subset, row in metrics["attribute_policies"].items():
         print(f"  {subset} ({row['images']}): " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "images"))
     quality = metrics["attributes"]
+    if not quality["predicted"]:
+        print("  attributes: not predicted by this family; its ClassIds are categories alone")
+        return
     print(f"  attributes of {quality['found']} found garments ({quality['missed']} missed): exact set "
           f"{quality['exact_set']:.3f}; micro F1 " + ", ".join(f"{g} {v['micro_f1']:.2f}"
                                                          for g, v in quality["groups"].items()))

@@ -29,11 +29,12 @@ from pipeline.inference.predict import (
 )
 from pipeline.models import registry
 from pipeline.submission.rows import test_records
-from stages._cli import parser, run
+from stages._cli import add_family, parser, run
 
 
 def main() -> None:
     cli = parser(__doc__)
+    add_family(cli)
     cli.add_argument("--run-dir", type=Path, required=True, help="training run folder (best.pt, last.pt)")
     cli.add_argument("--instances", type=Path, required=True, help="prepared instance table (original sizes)")
     cli.add_argument("--folds", type=Path, required=True, help="folds.csv")
@@ -45,7 +46,7 @@ def main() -> None:
     cli.add_argument("--limit", type=int, help="smoke runs: the first N images of each split only")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = registry.load(args.params)
+    config = registry.load(args.params, args.family)
     params = load_section(args.params, "predict", PredictParams)
     fold = load_section(args.params, "train", TrainParams).fold
     instances = pd.read_parquet(args.instances)
@@ -67,6 +68,9 @@ def main() -> None:
                                        params.part_size, description=f"predict {name}")
         print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "
               f"{len(views)} view(s) ({', '.join(result.views)}) in {args.out / name}")
+        if counts := getattr(model, "inference_counts", None):  # the contract's optional counts (a semantic family's)
+            print(f"  {name}, images predicted in this run: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            counts.clear()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pipeline.data.labels import load_labels
 from pipeline.kaggle import submit as kaggle_submit
 from pipeline.kaggle.api import authenticated_api
 from pipeline.submission import rows as submission
-from stages._cli import parser, run
+from stages._cli import parser, run, tuned_postprocess
 
 
 def main() -> None:
@@ -26,8 +26,10 @@ def main() -> None:
     cli.add_argument("--sample-submission", type=Path, default=Path("data/raw/sample_submission.csv"))
     cli.add_argument("--test-images", type=Path, default=Path("data/raw/test"))
     cli.add_argument("--labels", type=Path, default=Path("data/raw/label_descriptions.json"))
-    cli.add_argument("--tuned", type=Path, default=Path("tuning/postprocess.yaml"))
+    cli.add_argument("--tuned", type=Path, help="the tuned post-processing; default: "
+                     "tuning/<model.family>/postprocess.yaml")
     args = cli.parse_args()
+    args.tuned = tuned_postprocess(args.params, args.tuned)
     competition = load_section(args.params, "data", DataParams).competition
     params = load_section(args.tuned, "postprocess", PostprocessParams)
     records = submission.test_records(args.sample_submission, args.test_images)

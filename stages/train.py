@@ -22,11 +22,12 @@ from pipeline.data.labels import load_labels
 from pipeline.data.transforms import Augment
 from pipeline.models import registry
 from pipeline.training.loop import DEADLINE_ENV, Job, train
-from stages._cli import parser, run
+from stages._cli import add_family, parser, run
 
 
 def main() -> None:
     cli = parser(__doc__)
+    add_family(cli)
     cli.add_argument("--instances", type=Path, required=True, help="instance table (stage cache or prepare)")
     cli.add_argument("--images", type=Path, required=True, help="folder of the images that table describes")
     cli.add_argument("--folds", type=Path, required=True, help="folds.csv from stage folds")
@@ -40,7 +41,7 @@ def main() -> None:
                      help=f"stop before this time (seconds since 1970, UTC); default: ${DEADLINE_ENV} if set")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = registry.load(args.params)
+    config = registry.load(args.params, args.family)
     spec = config.model
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "train", TrainParams)

@@ -14,7 +14,7 @@ from pipeline.config.inference import PostprocessParams
 from pipeline.config.params import load_section
 from pipeline.data.labels import load_labels
 from pipeline.submission import rows as submission
-from stages._cli import parser, run
+from stages._cli import parser, run, tuned_postprocess
 
 
 def main() -> None:
@@ -23,10 +23,11 @@ def main() -> None:
     cli.add_argument("--sample-submission", type=Path, default=Path("data/raw/sample_submission.csv"))
     cli.add_argument("--test-images", type=Path, default=Path("data/raw/test"))
     cli.add_argument("--labels", type=Path, default=Path("data/raw/label_descriptions.json"))
-    cli.add_argument("--tuned", type=Path, default=Path("tuning/postprocess.yaml"),
-                     help="postprocess section naming the grid")
+    cli.add_argument("--tuned", type=Path, help="postprocess section naming the grid; default: "
+                     "tuning/<model.family>/postprocess.yaml")
     cli.add_argument("--grid", help="override the grid: 512x512, native, ...")
     args = cli.parse_args()
+    args.tuned = tuned_postprocess(args.params, args.tuned)
     params = load_section(args.tuned, "postprocess", PostprocessParams)
     if args.grid:
         params = PostprocessParams.model_validate({**params.model_dump(), "grid": args.grid})

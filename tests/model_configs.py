@@ -1,10 +1,10 @@
-"""Small Mask R-CNN configurations for the tests: a model section and a maskrcnn section together."""
+"""Small configurations of each family for the tests: a model section and the family's section together."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.config.model import MaskRCNNParams, ModelParams
+from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams
 from pipeline.models.registry import ModelConfig
 
 #: A ResNet-18 Mask R-CNN small enough to train a few steps on 64 x 96 images in seconds.
@@ -26,3 +26,12 @@ def tiny_config(architecture: str = "maskrcnn_resnet18_fpn", **family) -> ModelC
 def changed(config: ModelConfig, **family) -> ModelConfig:
     """``config`` with these fields of its family section changed."""
     return ModelConfig(config.model, replace(config.family, **family))
+
+
+#: A UNet light enough to train a few steps on 64 x 96 images in seconds.
+TINY_UNET = {"encoder": "resnet18", "decoder_channels": (32, 16, 16, 8, 8), "min_area": 4, "mask_size": 16}
+
+
+def unet_config(min_size: int = 64, max_size: int = 96, **family) -> ModelConfig:
+    return ModelConfig(ModelParams(family="unet", min_size=min_size, max_size=max_size),
+                       UNetParams(**{**TINY_UNET, **family}))

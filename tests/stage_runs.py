@@ -51,6 +51,10 @@ TINY_TRAINING = {
 }
 
 
+#: The UNet's part of a seconds-long run (``training_inputs(..., **TINY_UNET_TRAINING)``).
+TINY_UNET_TRAINING = {"unet": {"decoder_channels": [32, 16, 16, 8, 8], "min_area": 4, "mask_size": 16}}
+
+
 def training_inputs(tmp_path: Path, instances: pd.DataFrame, **changes: dict) -> tuple[Path, list[str]]:
     """A params file for a seconds-long training run, and the stage arguments other than the run folders."""
     instances.to_parquet(tmp_path / "instances.parquet")

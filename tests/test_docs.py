@@ -45,7 +45,7 @@ def test_the_readme_starts_with_the_two_commands_and_stays_short():
     assert [line.split()[:2] for line in first_block.strip().splitlines()] == [["make", "demo"], ["make", "test"]]
 
 
-COMMAND = re.compile(r"(python -m (?:stages|kaggle_kernel)\.[a-z_]+|benchmarks/[a-z_]+\.py)([^`|#\n]*)")
+COMMAND = re.compile(r"(python -m (?:stages|kaggle_kernel)\.[a-z_]+|(?:benchmarks|compare)/[a-z_]+\.py)([^`|#\n]*)")
 
 
 def _shown_commands() -> dict[str, set[str]]:

@@ -13,6 +13,9 @@ MaskRCNNArchitecture = Literal["maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fp
 MASKRCNN_ARCHITECTURES: tuple[str, ...] = MaskRCNNArchitecture.__args__
 FPN_LEVELS = 5  # P2-P5 and the max-pooled P6 of torchvision's FPN
 DEFAULT_MASK_HEAD = (256, 256, 256, 256)
+UNetEncoder = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+UNET_ENCODERS: tuple[str, ...] = UNetEncoder.__args__
+UNET_DEPTH = 5  # a ResNet's five stride-2 stages: the decoder has one block per stage
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,26 @@ class MaskRCNNParams:
         counts = {k: v for k, v in asdict(self).items() if k.startswith(("rpn_", "box_")) and k != "box_score_thresh"}
         if bad := [k for k, v in counts.items() if v <= 0]:
             raise ValueError(f"must be positive: {', '.join(bad)}")
+
+
+@dataclass(frozen=True)
+class UNetParams:
+    """The ``unet`` section: a semantic-segmentation UNet whose connected components become instances."""
+
+    __pydantic_config__ = {"extra": "forbid"}
+
+    encoder: UNetEncoder = "resnet18"
+    encoder_weights: str = "none"  # none (from scratch) | path to a ResNet state dict, e.g. ImageNet's
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    dice_weight: float = 1.0  # on the multiclass Dice loss, beside cross-entropy (weight 1)
+    min_area: int = 16  # components of fewer pixels, at the model's input size, are dropped and counted
+    mask_size: int = 56  # side of the stored box-relative mask of each component
+
+    def __post_init__(self) -> None:
+        if len(self.decoder_channels) != UNET_DEPTH or min(self.decoder_channels) <= 0:
+            raise ValueError(f"decoder_channels needs {UNET_DEPTH} positive channel counts, "
+                             f"got {list(self.decoder_channels)}")
+        if self.dice_weight < 0:
+            raise ValueError(f"dice_weight must be >= 0, got {self.dice_weight}")
+        if self.min_area < 1 or self.mask_size < 2:
+            raise ValueError(f"min_area must be >= 1 and mask_size >= 2, got {self.min_area}, {self.mask_size}")

@@ -122,3 +122,25 @@ def load_section(path: Path | str, name: str, model: type[T]) -> T:
         return TypeAdapter(model).validate_python(data[name])
     except ValidationError as exc:
         raise ParamsError(f"{path}: section '{name}': {exc}") from exc
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any], source: str, where: str = "") -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        path = f"{where}{key}"
+        if key not in base:
+            raise ParamsError(f"{source}: {path} is not in params.yaml (misspelt?)")
+        merged[key] = (_merge(base[key], value, source, f"{path}.") if isinstance(value, dict)
+                       and isinstance(base[key], dict) else value)
+    return merged
+
+
+def with_overrides(params_file: Path | str, overrides_file: Path | str) -> dict[str, Any]:
+    """``params_file`` with ``overrides_file`` merged over it, mapping by mapping (the Kaggle notebook's
+    settings, ``make compare``'s larger set); a key that ``params_file`` lacks is an error."""
+    base = yaml.safe_load(Path(params_file).read_text(encoding="utf-8"))
+    try:
+        overrides = yaml.safe_load(Path(overrides_file).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{overrides_file}: cannot read the overrides: {exc}") from exc
+    return _merge(base, overrides, str(overrides_file))

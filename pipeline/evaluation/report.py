@@ -132,3 +132,14 @@ def write_gallery(folder: Path | str, image_dir: Path | str, truth_table: pd.Dat
             written.append(Path(folder) / name)
     return written
 
+
+
+#: The columns of evaluate's image scores: the file a comparison resamples for its interval.
+IMAGE_SCORE_COLUMNS = ("ImageId", "score")
+
+
+def write_image_scores(path: Path | str, per_image: Mapping[str, float]) -> None:
+    """Each validation image's score with the submitted post-processing; their mean is the fold's score."""
+    frame = pd.DataFrame(sorted(per_image.items()), columns=list(IMAGE_SCORE_COLUMNS))
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

@@ -174,7 +174,7 @@ def prediction_key(checkpoint: Path | str, config: ModelConfig, params: PredictP
     """
     return {"checkpoint": file_digest(checkpoint), **config.key(),
             "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
-            "code": source_digest(*imported_modules(__name__)),
+            "code": source_digest(*sorted({*imported_modules(__name__), *config.code_modules()})),
             "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
 
 

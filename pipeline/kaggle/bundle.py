@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pipeline.config.kaggle import KernelBuildParams, check_slug
-from pipeline.config.params import DataParams, ParamsError, load_section
+from pipeline.config.params import DataParams, load_section, with_overrides
 from pipeline.config.sections import STAGE_SECTIONS
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path, write_json
@@ -49,27 +50,9 @@ class BundleError(PipelineError):
     """The kernel folder or code dataset cannot be built."""
 
 
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], source: str, where: str = "") -> dict:
-    """``base`` with ``overrides`` merged in, mapping by mapping; a key that ``base`` lacks is an error."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        path = f"{where}{key}"
-        if key not in base:
-            raise BundleError(f"{source}: {path} is not in params.yaml (misspelt?)")
-        merged[key] = (merge(base[key], value, source, f"{path}.") if isinstance(value, Mapping)
-                       and isinstance(base[key], Mapping) else value)
-    return merged
-
-
 def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildParams) -> dict:
     """``params_file`` with the notebook's overrides (``kaggle_kernel.params_overrides``) merged in."""
-    overrides_file = repo / build_params.params_overrides
-    base = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-    try:
-        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParamsError(f"{overrides_file}: cannot read the Kaggle overrides: {exc}") from exc
-    return merge(base, overrides, str(overrides_file))
+    return with_overrides(params_file, repo / build_params.params_overrides)
 
 
 def validate_params(params_file: Path) -> None:
@@ -162,11 +145,35 @@ def _pip(*args: str) -> None:
         raise BundleError(f"pip {' '.join(args[:2])} failed (exit code {done.returncode}):\n{tail}")
 
 
-def _pins() -> str:
-    """The versions installed here (tested), as pip constraints: the notebook gets the same ones."""
-    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
-                            text=True, check=True).stdout
-    return "".join(line + "\n" for line in frozen.splitlines() if "==" in line)
+def _needed(requirement: Requirement, python_versions: tuple[str, ...]) -> bool:
+    """Whether a requirement applies on Linux for any of these Pythons (extras aside)."""
+    if requirement.marker is None:
+        return True
+    return any(requirement.marker.evaluate({"extra": "", "python_version": v, "python_full_version": f"{v}.0",
+                                            "sys_platform": "linux", "platform_system": "Linux"})
+               for v in python_versions)
+
+
+def pinned_closure(reqs: list[str], python_versions: tuple[str, ...]) -> list[str]:
+    """Every distribution ``reqs`` need, transitively, pinned to the version installed here (tested).
+
+    The walk stops at the image's own packages (torch, torchvision): a dependency that needs torch
+    (segmentation-models-pytorch, timm) gets the image's, not gigabytes of CUDA wheels beside it.
+    """
+    pinned: dict[str, str] = {}
+    todo = [Requirement(r) for r in reqs]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in pinned or name in FROM_IMAGE or not _needed(requirement, python_versions):
+            continue
+        try:
+            found = distribution(name)
+        except PackageNotFoundError as exc:
+            raise BundleError(f"{name} (required by this project) is not installed here: run make test once") from exc
+        pinned[name] = found.version
+        todo += [Requirement(r) for r in found.requires or []]
+    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
 
 
 def wheelhouse(dest: Path, python_versions: tuple[str, ...]) -> Path:
@@ -176,24 +183,21 @@ def wheelhouse(dest: Path, python_versions: tuple[str, ...]) -> Path:
     interpreter ``pip wheel`` also builds the few dependencies published only as source (DVC's
     hydra-core needs antlr4-python3-runtime); other Pythons reuse those pure-Python wheels.
     """
-    reqs, pins = requirements(), _pins()
-    key = hashlib.sha256(json.dumps([reqs, pins, list(python_versions)]).encode()).hexdigest()[:16]
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    pins = pinned_closure(requirements(), (current, *python_versions))
+    key = hashlib.sha256(json.dumps([pins, list(python_versions)]).encode()).hexdigest()[:16]
     stamp = dest / ".complete"
     if stamp.is_file() and stamp.read_text() == key:
         return dest
-    current = f"{sys.version_info.major}.{sys.version_info.minor}"
     with atomic_path(dest) as tmp:
         tmp.mkdir()
-        constraints = tmp / "constraints.txt"
-        constraints.write_text(pins, encoding="utf-8")
-        _pip("wheel", "--quiet", "-w", str(tmp), "-c", str(constraints), *reqs)
+        # --no-deps: the closure is already resolved, and pip would otherwise fetch torch for smp and timm
+        _pip("wheel", "--quiet", "--no-deps", "-w", str(tmp), *pins)
         for version in python_versions:
             if version != current:
                 platforms = [arg for tag in _LINUX for arg in ("--platform", tag)]
-                _pip("download", "--quiet", "-d", str(tmp), "--only-binary=:all:", "--implementation", "cp",
-                     "--python-version", version, *platforms, "--find-links", str(tmp), "-c", str(constraints),
-                     *reqs)
-        constraints.unlink()
+                _pip("download", "--quiet", "--no-deps", "-d", str(tmp), "--only-binary=:all:", "--implementation",
+                     "cp", "--python-version", version, *platforms, "--find-links", str(tmp), *pins)
         (tmp / ".complete").write_text(key)
     return dest
 

@@ -25,6 +25,7 @@ import yaml
 
 from pipeline.config.kaggle import SessionParams
 from pipeline.config.params import load_section
+from pipeline.models import registry
 from pipeline.training.loop import DEADLINE_ENV, PROGRESS
 from pipeline.utils.checkpoint import LAST
 from pipeline.utils.errors import PipelineError
@@ -33,9 +34,16 @@ from pipeline.utils.io import atomic_path, remove, write_json
 #: Written to the working folder: what each session did. A later session finds its
 #: predecessor's output (a kernel source under the input root) by this file.
 RECORD = "kaggle-session.json"
-#: What a session carries over from the previous one: the training run and its curves.
-CARRIED = ("models/train", "dvclive/train")
-TRAIN_RUN = "models/train"
+
+
+def train_run(family: str) -> str:
+    """The training run of ``family`` (dvc.yaml's train@<family>), which sessions carry over."""
+    return f"models/{family}"
+
+
+def carried(family: str) -> tuple[str, ...]:
+    """What a session carries over from the previous one: the family's training run and its curves."""
+    return train_run(family), f"dvclive/{family}"
 
 
 class SessionError(PipelineError):
@@ -58,14 +66,52 @@ def _paths(entries: list | None) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def read_stages(dvc_yaml: Path) -> list[Stage]:
+_TEMPLATE = re.compile(r"\$\{([^}]+)\}")
+
+
+def _value(template: str, params: Mapping[str, Any], where: str) -> Any:
+    node: Any = params
+    for key in template.strip().split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            raise SessionError(f"dvc.yaml: ${{{template}}} in {where!r} names no value of params.yaml")
+        node = node[key]
+    return node
+
+
+def fill(text: str, params: Mapping[str, Any]) -> str:
+    """``text`` with DVC's ``${section.key}`` templates filled from params (and ``${item}`` of a foreach)."""
+    return _TEMPLATE.sub(lambda match: str(_value(match.group(1), params, text)), text)
+
+
+def render(cmd: str, params: Mapping[str, Any]) -> list[str]:
+    """The command with its templates filled (``fill``), split into arguments."""
+    return shlex.split(fill(cmd, params))
+
+
+def _instances(name: str, body: Mapping[str, Any], params: Mapping[str, Any]) -> list[tuple[str, Mapping, Mapping]]:
+    """(name, body, params) of each stage a dvc.yaml entry defines: one, or one per item of its ``foreach`` list,
+    named ``<name>@<item>`` as DVC names them."""
+    if "foreach" not in body:
+        return [(name, body, params)]
+    match = _TEMPLATE.fullmatch(str(body["foreach"]).strip())
+    items = _value(match.group(1), params, name) if match else body["foreach"]
+    if not isinstance(items, list):
+        raise SessionError(f"dvc.yaml: stage {name}'s foreach is not a list of params.yaml ({items!r})")
+    return [(f"{name}@{item}", body["do"], {**params, "item": item}) for item in items]
+
+
+def read_stages(dvc_yaml: Path, params: Mapping[str, Any]) -> list[Stage]:
+    """The stages of ``dvc.yaml`` with ``params`` filled in, ``foreach`` entries expanded."""
     try:
-        stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
+        entries = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise SessionError(f"{dvc_yaml}: cannot read its stages ({exc})") from exc
-    return [Stage(name, body["cmd"], _paths(body.get("deps")),
-                  _paths(body.get("outs")) + _paths(body.get("metrics")) + _paths(body.get("plots")))
-            for name, body in stages.items()]
+    stages = []
+    for name, body, values in (found for entry in entries.items() for found in _instances(*entry, params)):
+        outs = _paths(body.get("outs")) + _paths(body.get("metrics")) + _paths(body.get("plots"))
+        stages.append(Stage(name, fill(body["cmd"], values), tuple(fill(d, values) for d in _paths(body.get("deps"))),
+                            tuple(fill(o, values) for o in outs)))
+    return stages
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -85,18 +131,6 @@ def stage_order(stages: list[Stage]) -> list[Stage]:
             raise SessionError(f"dvc.yaml: the stages {sorted(set(needs) - done)} depend on each other in a cycle")
         ordered.append(ready[0])
     return ordered
-
-
-def render(cmd: str, params: Mapping[str, Any]) -> list[str]:
-    """The command with DVC's ``${section.key}`` templates filled from params, split into arguments."""
-    def value(match: re.Match) -> str:
-        node: Any = params
-        for key in match.group(1).strip().split("."):
-            if not isinstance(node, Mapping) or key not in node:
-                raise SessionError(f"dvc.yaml: {match.group(0)} in {cmd!r} names no value of params.yaml")
-            node = node[key]
-        return str(node)
-    return shlex.split(re.sub(r"\$\{([^}]+)\}", value, cmd))
 
 
 def resolve_launcher(setting: str, gpus: int) -> str:
@@ -119,14 +153,14 @@ def find_file(root: Path, name: str) -> Path:
     return found[0]
 
 
-def find_previous(input_root: Path) -> Path | None:
-    """The output of an earlier version of this kernel (a kernel source), the one that trained furthest."""
-    runs = [p.parent for p in input_root.rglob(RECORD) if (p.parent / TRAIN_RUN / LAST).is_file()]
-    return max(runs, key=_trained_steps, default=None)
+def find_previous(input_root: Path, family: str) -> Path | None:
+    """The output of an earlier version of this kernel (a kernel source) that trained ``family`` furthest."""
+    runs = [p.parent for p in input_root.rglob(RECORD) if (p.parent / train_run(family) / LAST).is_file()]
+    return max(runs, key=lambda run: _trained_steps(run / train_run(family)), default=None)
 
 
 def _trained_steps(run: Path) -> int:
-    progress = run / TRAIN_RUN / PROGRESS
+    progress = run / PROGRESS
     return json.loads(progress.read_text())["step"] if progress.is_file() else 0
 
 
@@ -146,22 +180,29 @@ class Session:
 
 
 def prepare(session: Session) -> tuple[dict, SessionParams, Path | None]:
-    """Write the working folder's dvc.yaml and resolved params.yaml; carry the previous session's training over."""
+    """Write the working folder's dvc.yaml and resolved params.yaml; carry the previous session's training over.
+
+    The params keep ``compare.families`` to ``model.family``: one training is what a session's time allows.
+    """
     params_file = session.bundle / "params.yaml"
     settings = load_section(params_file, "kaggle_session", SessionParams)
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["search_root"] = str(session.input_root)
     params["train"]["launcher"] = resolve_launcher(settings.launcher, session.gpus)
+    # One training fits a session's time: the notebook trains model.family alone, not every family compared.
+    family = params["model"]["family"]
+    params["compare"]["families"] = [family]
     if settings.weights_file:
-        params[params["model"]["family"]]["weights"] = str(find_file(session.input_root, settings.weights_file))
+        chosen = registry.family(family)
+        params[family][chosen.weights_param] = str(find_file(session.input_root, settings.weights_file))
     session.working.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(session.bundle / "dvc.yaml", session.working / "dvc.yaml")
     with atomic_path(session.working / "params.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     previous = None
-    if not (session.working / TRAIN_RUN / LAST).is_file():
-        previous = find_previous(session.input_root)
-        for path in CARRIED if previous else ():
+    if not (session.working / train_run(family) / LAST).is_file():
+        previous = find_previous(session.input_root, family)
+        for path in carried(family) if previous else ():
             if (previous / path).is_dir():
                 shutil.copytree(previous / path, session.working / path, dirs_exist_ok=True)
                 print(f"carried over {path} from {previous}")
@@ -182,13 +223,13 @@ def run(session: Session) -> dict:
                              "stages": []}
     env = {**os.environ, DEADLINE_ENV: str(deadline),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    for stage in stage_order(read_stages(session.working / "dvc.yaml")):
-        argv = render(stage.cmd, params)
+    for stage in stage_order(read_stages(session.working / "dvc.yaml", params)):
+        argv = shlex.split(stage.cmd)
         print(f"\n=== stage {stage.name}: {shlex.join(argv)}", flush=True)
         began = time.time()
         code = subprocess.run(argv, cwd=session.working, env=env, check=False).returncode
         entry["stages"].append({"name": stage.name, "seconds": round(time.time() - began, 1), "exit_code": code})
-        progress = session.working / TRAIN_RUN / PROGRESS
+        progress = session.working / train_run(params["model"]["family"]) / PROGRESS
         entry["train"] = json.loads(progress.read_text()) if progress.is_file() else None
         write_json(record_path, {"sessions": [*sessions, entry]})
         if code != 0:

@@ -17,6 +17,8 @@ editing them.
 - ``model.attributes_of_boxes(images, boxes)`` (eval mode, families with attributes only):
   the attribute probabilities of given boxes, e.g. the true ones, to judge the attributes apart
   from the detector.
+- ``model.inference_counts`` (optional): a ``Counter`` of what eval mode kept and dropped (the
+  UNet's connected components: ``kept``, ``dropped`` under ``unet.min_area``); predict reports it.
 
 Masks are box-relative maps rather than full-image ones: M*M bytes per detection instead of a
 full-resolution image, and every post-processing choice (threshold, merge of views, output

@@ -7,18 +7,19 @@ plugin or a test, without editing the pipeline.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from pipeline.config.model import MaskRCNNParams, ModelParams
+from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams
 from pipeline.config.params import load_section
-from pipeline.models import maskrcnn
 from pipeline.models.contract import DetectionModel
 from pipeline.utils.errors import PipelineError
+from pipeline.utils.fingerprint import imported_modules
 
 #: ``build(family_params, model_params, num_classes, num_attributes, initial_weights)``
 Builder = Callable[[Any, ModelParams, int, int, bool], nn.Module]
@@ -33,9 +34,22 @@ class Family:
     name: str  # the value of model.family, and the name of the family's params section
     params: type  # the schema of that section: a dataclass or a pydantic model
     build: Builder
+    weights_param: str = "weights"  # the key of its section naming an initial weights file (Kaggle sessions set it)
+
+    def code_modules(self) -> tuple[str, ...]:
+        """The project's modules the builder's module imports: a family's code, in the keys of its checkpoints
+        and predictions (a plugin outside ``pipeline`` has none)."""
+        module = self.build.__module__
+        return imported_modules(module) if module.startswith("pipeline.") else ()
 
 
-_FAMILIES: dict[str, Family] = {"maskrcnn": Family("maskrcnn", MaskRCNNParams, maskrcnn.build)}
+#: The built-in families: (schema, the module of their ``build``, weights key). Each is imported when first used,
+#: so no stage imports a family it does not run, and dvc.yaml's per-family stages depend on that family's package.
+_BUILT_IN: dict[str, tuple[type, str, str]] = {
+    "maskrcnn": (MaskRCNNParams, "pipeline.models.maskrcnn.detector", "weights"),
+    "unet": (UNetParams, "pipeline.models.unet.network", "encoder_weights"),
+}
+_FAMILIES: dict[str, Family] = {}
 
 
 def register(family: Family) -> None:
@@ -44,8 +58,12 @@ def register(family: Family) -> None:
 
 
 def family(name: str) -> Family:
+    if name not in _FAMILIES and name in _BUILT_IN:
+        schema, module, weights_param = _BUILT_IN[name]
+        register(Family(name, schema, importlib.import_module(module).build, weights_param))
     if name not in _FAMILIES:
-        raise FamilyError(f"model.family is {name!r}; the known families are {', '.join(sorted(_FAMILIES))}")
+        raise FamilyError(f"model.family is {name!r}; the known families are "
+                          f"{', '.join(sorted({*_BUILT_IN, *_FAMILIES}))}")
     return _FAMILIES[name]
 
 
@@ -61,6 +79,9 @@ class ModelConfig:
     model: ModelParams
     family: Any  # an instance of the family's params schema
 
+    def code_modules(self) -> tuple[str, ...]:
+        return family(self.model.family).code_modules()
+
     def key(self) -> dict:
         return {"model": asdict(self.model), self.model.family: params_dict(self.family)}
 
@@ -73,8 +94,8 @@ class ModelConfig:
         return net
 
 
-def load(params_path: Path | str) -> ModelConfig:
-    """The ``model`` section of a params file and the section of the family it names."""
+def load(params_path: Path | str, name: str | None = None) -> ModelConfig:
+    """The ``model`` section of a params file and the section of the family it names, or of family ``name``."""
     model = load_section(params_path, "model", ModelParams)
-    chosen = family(model.family)
-    return ModelConfig(model, load_section(params_path, chosen.name, chosen.params))
+    chosen = family(name or model.family)
+    return ModelConfig(replace(model, family=chosen.name), load_section(params_path, chosen.name, chosen.params))

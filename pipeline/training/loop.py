@@ -29,10 +29,10 @@ from pipeline.data.dataset import InstanceDataset, collate
 from pipeline.data.sampler import EpochSampler
 from pipeline.models.registry import ModelConfig
 from pipeline.training import distributed, schedule
-from pipeline.training.meter import Meter, log_validation
+from pipeline.training.meter import TRAIN_PREFIX, Meter, log_validation
 from pipeline.training.resume import RESOLVED, restore, resume_key
 from pipeline.training.tracking import open_live
-from pipeline.training.validation import SCORE, evaluate, improves
+from pipeline.training.validation import SCORE, evaluate, improves, pixel_scores
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
 from pipeline.utils.device import autocast
@@ -162,7 +162,8 @@ class _Trainer:
         self.precision = params.precision if context.device.type == "cuda" else "fp32"
         if self.precision != params.precision and context.is_main:
             print(f"train.precision {params.precision} applies to CUDA only; this CPU run uses fp32")
-        self.key = resume_key(job.config, params, job.augment, job.train_set, context.world_size, _TRAINING_CODE)
+        code = tuple(sorted({*_TRAINING_CODE, *job.config.code_modules()}))  # the loop's and the family's
+        self.key = resume_key(job.config, params, job.augment, job.train_set, context.world_size, code)
         job.run_dir.mkdir(parents=True, exist_ok=True)
         saved = restore(job.run_dir, self.key, job.resume, context)
         self.model = job.config.build(job.num_classes, job.num_attributes, initial_weights=saved is None)
@@ -281,6 +282,11 @@ def _validate(trainer: _Trainer, meter: Meter, live) -> None:
     started = time.perf_counter()
     score = evaluate(trainer.model, job.val_set, trainer.context, job.num_classes, trainer.params.batch_size,
                      trainer.precision)
+    # A semantic family's pixel scores on as many training images, unaugmented, in eval mode (BatchNorm's
+    # running statistics) as validation sees them: the train/validation gap, not a running mean under augmentation.
+    probe = pixel_scores(trainer.model, job.train_set, trainer.context, trainer.params.batch_size, trainer.precision,
+                         limit=len(job.val_set))
+    score.update({f"{TRAIN_PREFIX}{name}": value for name, value in probe.items()})
     state.val_seconds = time.perf_counter() - started
     meter.exclude(state.val_seconds)
     state.epoch, state.batches_done = state.epoch + 1, 0

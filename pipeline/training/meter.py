@@ -57,12 +57,17 @@ class Meter:
         self.reset()
 
 
+#: Validation-time scores of training images carry this prefix and are logged as ``train/<name>``.
+TRAIN_PREFIX = "train_"
+
+
 def log_validation(live: Live, epoch: int, step: int, score: dict[str, float], best: tuple[float, int], key: str,
                    ) -> None:
     """One epoch's validation numbers, and the best ``key`` so far as (value, step)."""
     live.step = step
     for name, value in score.items():
-        live.log_metric(f"val/{name}", value)
+        trained = name.startswith(TRAIN_PREFIX)
+        live.log_metric(f"train/{name[len(TRAIN_PREFIX):]}" if trained else f"val/{name}", value)
     live.log_metric(f"val/best_{key}", best[0], plot=False)
     live.make_summary()
     print(f"epoch {epoch}: val {key} {score[key]:.4f}, mask AP {score['mask_ap']:.4f} "

@@ -96,7 +96,43 @@ def evaluate(model: torch.nn.Module, dataset: InstanceDataset, context: distribu
     value = metric.evaluate({i: t for i, t, _ in per_image}, {i: p for i, _, p in per_image}, "category").score
     if model.num_attributes:
         score.update(true_box_attributes([item for part in parts for item in part[4]]))
-    return {SCORE: value, **score}
+    return {SCORE: value, **score, **pixel_scores(model, dataset, context, batch_size, precision)}
+
+
+def _confusion_share(model: torch.nn.Module, dataset: InstanceDataset, indices: list[int], context: distributed.Context,
+                     batch_size: int, precision: str) -> torch.Tensor:
+    counts = None
+    for start in range(0, len(indices), batch_size):
+        batch = [dataset[i] for i in indices[start : start + batch_size]]
+        with autocast(context.device, precision):
+            found = model.confusion([image.to(context.device) for image, _, _ in batch],
+                                    [{k: v.to(context.device) for k, v in target.items()} for _, target, _ in batch])
+        counts = found.cpu() if counts is None else counts + found.cpu()
+    return counts
+
+
+@torch.inference_mode()
+def pixel_scores(model: torch.nn.Module, dataset: InstanceDataset, context: distributed.Context, batch_size: int,
+                 precision: str, limit: int | None = None) -> dict[str, float]:
+    """Pixel accuracy and mean IoU of a semantic family (a model with ``confusion``) on ``dataset``; else {}.
+
+    The first ``limit`` images only, when given, each as it is without augmentation. Mean IoU averages the
+    classes (background included) that the truth or the prediction shows.
+    """
+    if not hasattr(model, "confusion"):
+        return {}
+    was_training = model.training
+    model.eval()
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    share = _confusion_share(model, dataset, list(range(context.rank, count, context.world_size)), context,
+                             batch_size, precision)
+    model.train(was_training)
+    parts = [part for part in distributed.gather(context, share) if part is not None]
+    counts = sum(parts[1:], parts[0]).double()
+    union = counts.sum(0) + counts.sum(1) - counts.diag()
+    shown = union > 0
+    return {"pixel_accuracy": (counts.diag().sum() / counts.sum()).item(),
+            "mean_iou": (counts.diag()[shown] / union[shown]).mean().item()}
 
 
 def true_box_attributes(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

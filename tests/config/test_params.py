@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config.params import DataParams, FoldsParams, ParamsError, SyntheticParams, load_section
+from pipeline.config.comparison import CompareParams
+from pipeline.config.model import UNetParams
+from pipeline.config.params import (
+    DataParams,
+    FoldsParams,
+    ParamsError,
+    SyntheticParams,
+    load_section,
+    with_overrides,
+)
 from pipeline.config.sections import SECTIONS
 from pipeline.utils.io import as_json
 
@@ -79,3 +88,32 @@ def test_choices_and_cross_field_rules_are_checked(tmp_path):
                     " attribute_rate: 0.2, size_defect: false}\n")
     with pytest.raises(ParamsError, match="min_side 300 exceeds max_side 200"):
         load_section(path, "synthetic", SyntheticParams)
+
+
+def test_overrides_replace_values_and_reject_unknown_keys(tmp_path):
+    base, overrides = tmp_path / "params.yaml", tmp_path / "o.yaml"
+    base.write_text(yaml.safe_dump({"train": {"epochs": 7, "lr": 0.001}, "predict": {"scales": [1.0, 1.25]}}))
+    overrides.write_text(yaml.safe_dump({"train": {"epochs": 12}, "predict": {"scales": [1.0]}}))
+    assert with_overrides(base, overrides) == {"train": {"epochs": 12, "lr": 0.001}, "predict": {"scales": [1.0]}}
+    overrides.write_text(yaml.safe_dump({"train": {"epoch": 12}}))
+    with pytest.raises(ParamsError, match=r"o.yaml: train.epoch is not in params.yaml"):
+        with_overrides(base, overrides)
+    overrides.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match=r"o.yaml: cannot read the overrides"):
+        with_overrides(base, overrides)
+
+
+@pytest.mark.parametrize(("families", "says"), [([], "at least 1"), (["unet", "unet"], "must be distinct")])
+def test_the_compared_families_are_a_list_of_distinct_names(tmp_path, families, says):
+    path = tmp_path / "params.yaml"
+    section = {**yaml.safe_load((REPO / "params.yaml").read_text())["compare"], "families": families}
+    path.write_text(yaml.safe_dump({"compare": section}))
+    with pytest.raises(ParamsError, match=says):
+        load_section(path, "compare", CompareParams)
+
+
+def test_the_unet_section_refuses_a_decoder_of_the_wrong_depth(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("unet: {decoder_channels: [64, 32, 16]}\n")
+    with pytest.raises(ParamsError, match="decoder_channels needs 5 positive channel counts"):
+        load_section(path, "unet", UNetParams)

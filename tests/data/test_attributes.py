@@ -22,7 +22,7 @@ from pipeline.evaluation import search as tuning
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import check_attribute_settings, class_id, process_image
 from pipeline.inference.predict import load_model
-from pipeline.models.attribute_head import AttributeRoIHeads, box_geometry
+from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads, box_geometry
 from pipeline.training.validation import true_box_attributes
 from pipeline.utils.errors import PipelineError
 

@@ -21,7 +21,6 @@ from pipeline.kaggle.bundle import (
     BundleError,
     build,
     kernel_metadata,
-    merge,
     metadata_problems,
     notebook_params,
     validate_params,
@@ -181,14 +180,6 @@ def test_the_shipped_notebook_params_merge_and_validate_in_every_section(tmp_pat
         "what the overrides leave alone stays"
 
 
-def test_overrides_replace_values_and_reject_unknown_keys():
-    base = {"train": {"epochs": 7, "lr": 0.001}, "predict": {"scales": [1.0, 1.25]}}
-    assert merge(base, {"train": {"epochs": 12}, "predict": {"scales": [1.0]}}, "o.yaml") == {
-        "train": {"epochs": 12, "lr": 0.001}, "predict": {"scales": [1.0]}}
-    with pytest.raises(BundleError, match=r"o.yaml: train.epoch is not in params.yaml"):
-        merge(base, {"train": {"epoch": 12}}, "o.yaml")
-
-
 def test_an_invalid_override_fails_the_build_not_the_notebook(tmp_path):
     params_file = tiny_params(tmp_path)
     overrides = yaml.safe_load((tmp_path / "overrides.yaml").read_text())
@@ -302,7 +293,7 @@ def assert_valid_submission(working: Path, competition_data: Path) -> None:
                            "--sample-submission", str(competition_data / "sample_submission.csv"),
                            "--test-images", str(competition_data / "test"),
                            "--labels", str(competition_data / "label_descriptions.json"),
-                           "--tuned", str(working / "tuning" / "postprocess.yaml")],
+                           "--tuned", str(working / "tuning" / "maskrcnn" / "postprocess.yaml")],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -321,9 +312,12 @@ def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, noteb
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Successfully installed" in done.stdout and "imaterialist-pipeline" in done.stdout
     record = json.loads((first / "working" / "kaggle-session.json").read_text())["sessions"]
-    assert [s["name"] for s in record[0]["stages"]] == [s.name for s in stage_order(read_stages(REPO / "dvc.yaml"))]
+    ran = yaml.safe_load((first / "working" / "params.yaml").read_text())
+    planned = stage_order(read_stages(REPO / "dvc.yaml", ran))
+    assert [s["name"] for s in record[0]["stages"]] == [s.name for s in planned]
+    assert "train@maskrcnn" in [s["name"] for s in record[0]["stages"]]
     assert record[0]["train"]["step"] == 1 and record[0]["train"]["stopped_by"] == "deadline"
-    assert (first / "working" / "models" / "train" / "last.pt").is_file()
+    assert (first / "working" / "models" / "maskrcnn" / "last.pt").is_file()
     assert_valid_submission(first / "working", competition_data)
     assert not (first / "working" / "data" / "raw").exists(), "links into the input are not kept as output"
     total = record[0]["train"]["total_steps"]
@@ -337,7 +331,7 @@ def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, noteb
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     sessions = json.loads((second / "working" / "kaggle-session.json").read_text())["sessions"]
     assert len(sessions) == 2 and sessions[1]["resumed_from"].endswith("imaterialist-2019-mask-rcnn")
-    assert "resuming models/train/last.pt at epoch 1, step 1" in done.stdout
+    assert "resuming models/maskrcnn/last.pt at epoch 1, step 1" in done.stdout
     assert sessions[1]["train"] | {"finished": True, "step": total, "resumed_from_step": 1} == sessions[1]["train"]
-    assert (second / "working" / "models" / "train" / "best.pt").is_file()
+    assert (second / "working" / "models" / "maskrcnn" / "best.pt").is_file()
     assert_valid_submission(second / "working", competition_data)

@@ -22,11 +22,18 @@ from pipeline.kaggle.session import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DVC_ORDER = ["download", "prepare", "folds", "cache", "train", "predict", "tune", "evaluate", "submission"]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+DVC_ORDER = ["download", "prepare", "folds", "cache", "train@maskrcnn", "predict@maskrcnn", "tune@maskrcnn",
+             "evaluate@maskrcnn", "submission", "compare"]
+
+
+def with_families(*families: str, chosen: str = "maskrcnn") -> dict:
+    return {**PARAMS, "compare": {**PARAMS["compare"], "families": list(families)},
+            "model": {**PARAMS["model"], "family": chosen}}
 
 
 def test_stages_run_in_the_order_of_dvc_yaml_deps_and_outs():
-    stages = read_stages(REPO / "dvc.yaml")
+    stages = read_stages(REPO / "dvc.yaml", PARAMS)
     assert [s.name for s in stage_order(stages)] == DVC_ORDER
     shuffled = stage_order(stages[::-1])
     for position, stage in enumerate(shuffled):
@@ -38,11 +45,24 @@ def test_stages_run_in_the_order_of_dvc_yaml_deps_and_outs():
 
 
 def test_commands_are_filled_from_params_as_dvc_fills_them():
-    train = next(s for s in read_stages(REPO / "dvc.yaml") if s.name == "train")
-    argv = render(train.cmd, {"train": {"launcher": "torchrun --standalone --nproc_per_node=2"}})
+    params = {**PARAMS, "train": {**PARAMS["train"], "launcher": "torchrun --standalone --nproc_per_node=2"}}
+    train = next(s for s in read_stages(REPO / "dvc.yaml", params) if s.name == "train@maskrcnn")
+    argv = render(train.cmd, {})
     assert argv[:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
+    assert " --family maskrcnn " in train.cmd and " --run-dir models/maskrcnn " in train.cmd
     with pytest.raises(SessionError, match=r"\$\{train.launcher\}"):
-        render(train.cmd, {"train": {}})
+        read_stages(REPO / "dvc.yaml", {**PARAMS, "train": {}})
+
+
+def test_foreach_stages_are_expanded_per_family_as_dvc_names_them():
+    stages = {s.name: s for s in read_stages(REPO / "dvc.yaml", with_families("maskrcnn", "unet", chosen="unet"))}
+    for name in ("train", "predict", "tune", "evaluate"):
+        assert {f"{name}@maskrcnn", f"{name}@unet"} <= set(stages), name
+        assert name not in stages
+    assert "predictions/unet/val" in stages["tune@unet"].deps and "models/unet" in stages["predict@unet"].deps
+    assert "predictions/unet/test" in stages["submission"].deps, "the submission is model.family's"
+    ordered = [s.name for s in stage_order(list(stages.values()))]
+    assert ordered.index("evaluate@unet") < ordered.index("compare") > ordered.index("evaluate@maskrcnn")
 
 
 def test_two_gpus_train_with_torchrun_one_with_python():
@@ -59,14 +79,16 @@ def test_an_attached_weights_file_is_found_wherever_it_is_mounted(tmp_path):
     assert find_file(tmp_path, "w.pth") == tmp_path / "a" / "b" / "w.pth"
 
 
-@pytest.mark.parametrize("weights_file", ["maskrcnn_coco.pth", ""])
-def test_the_session_points_model_weights_at_the_attached_file(tmp_path, weights_file):
+@pytest.mark.parametrize(("family", "key", "weights_file"), [("maskrcnn", "weights", "maskrcnn_coco.pth"),
+                                                            ("maskrcnn", "weights", ""),
+                                                            ("unet", "encoder_weights", "maskrcnn_coco.pth")])
+def test_the_session_points_model_weights_at_the_attached_file(tmp_path, family, key, weights_file):
     from pipeline.kaggle.session import Session, prepare
 
     bundle_dir, input_root = tmp_path / "bundle", tmp_path / "input"
     bundle_dir.mkdir()
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["kaggle_session"]["weights_file"] = weights_file
+    params = with_families("maskrcnn", "unet", chosen=family)
+    params["kaggle_session"] = {**params["kaggle_session"], "weights_file": weights_file}
     (bundle_dir / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(REPO / "dvc.yaml", bundle_dir / "dvc.yaml")
     (input_root / "coco-weights" / "v1").mkdir(parents=True)
@@ -75,7 +97,8 @@ def test_the_session_points_model_weights_at_the_attached_file(tmp_path, weights
     written, _, previous = prepare(session)
     resolved = yaml.safe_load((tmp_path / "working" / "params.yaml").read_text())
     expected = str(input_root / "coco-weights" / "v1" / "maskrcnn_coco.pth") if weights_file else "none"
-    assert resolved["maskrcnn"]["weights"] == written["maskrcnn"]["weights"] == expected
+    assert resolved[family][key] == written[family][key] == expected
+    assert resolved["compare"]["families"] == [family], "a session trains the submission's family alone"
     assert resolved["train"]["launcher"].endswith("--nproc_per_node=2") and previous is None
     if weights_file:
         shutil.rmtree(input_root / "coco-weights")
@@ -84,12 +107,14 @@ def test_the_session_points_model_weights_at_the_attached_file(tmp_path, weights
 
 
 def test_the_previous_output_that_trained_furthest_is_resumed(tmp_path):
-    assert find_previous(tmp_path) is None
-    for name, step in (("v1", 40), ("v2", 120), ("v3", None)):
-        run = tmp_path / name
-        (run / "models" / "train").mkdir(parents=True)
-        (run / RECORD).write_text('{"sessions": []}')
+    assert find_previous(tmp_path, "maskrcnn") is None
+    for name, step, family in (("v1", 40, "maskrcnn"), ("v2", 120, "maskrcnn"), ("v3", None, "maskrcnn"),
+                               ("v4", 500, "unet")):
+        run = tmp_path / name / "models" / family
+        run.mkdir(parents=True)
+        (tmp_path / name / RECORD).write_text('{"sessions": []}')
         if step is not None:
-            (run / "models" / "train" / "last.pt").write_bytes(b"")
-            (run / "models" / "train" / "progress.json").write_text(json.dumps({"step": step}))
-    assert find_previous(tmp_path) == tmp_path / "v2", "v3 has no checkpoint; v2 is furthest"
+            (run / "last.pt").write_bytes(b"")
+            (run / "progress.json").write_text(json.dumps({"step": step}))
+    assert find_previous(tmp_path, "maskrcnn") == tmp_path / "v2", "v3 has no checkpoint; v2 is furthest"
+    assert find_previous(tmp_path, "unet") == tmp_path / "v4", "another family's run is not resumed"

@@ -15,17 +15,34 @@ from stage_runs import predict_args, run_dirs, training_inputs, with_fake_family
 
 
 def test_an_unknown_family_names_the_known_ones(tmp_path):
-    with pytest.raises(FamilyError, match="model.family is 'unet'; the known families are maskrcnn"):
-        family("unet")
+    with pytest.raises(FamilyError, match="model.family is 'yolact'; the known families are maskrcnn, unet"):
+        family("yolact")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"model": {"family": "maskrcnn", "min_size": 64, "max_size": 96},
-                                    "maskrcnn": {"architecture": "maskrcnn_resnet18_fpn"}}))
+                                    "maskrcnn": {"architecture": "maskrcnn_resnet18_fpn"},
+                                    "unet": {"encoder": "resnet34"}}))
     config = load(path)
     assert isinstance(config.family, MaskRCNNParams) and config.family.architecture == "maskrcnn_resnet18_fpn"
     key = config.key()
     assert set(key) == {"model", "maskrcnn"}, "the resume and prediction keys hold both sections"
     assert key["model"] == {"family": "maskrcnn", "min_size": 64, "max_size": 96}
     assert key["maskrcnn"]["anchor_sizes"] == (32, 64, 128, 256, 512), "the family's defaults fill its section"
+    assert load(path, "unet").key()["model"]["family"] == "unet", "--family picks another family's section"
+
+
+def test_a_family_is_imported_only_when_used_and_its_code_is_its_package_alone():
+    import subprocess
+    import sys
+
+    code = ("import sys, stages.train, stages.predict, stages.compare\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('pipeline.models.maskrcnn', "
+            "'pipeline.models.unet'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", "a stage imports a family only to run it"
+    for name in ("maskrcnn", "unet"):
+        own = [m for m in family(name).code_modules() if m.startswith("pipeline.models.") and
+               m.split(".")[2] not in ("contract", "weights", "registry", "__init__")]
+        assert own and all(m.startswith(f"pipeline.models.{name}") for m in own), own
 
 
 def test_a_model_without_the_contract_is_a_clear_error(monkeypatch):

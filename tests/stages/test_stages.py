@@ -76,8 +76,29 @@ def test_each_stage_depends_on_every_module_it_imports(name):
     imported = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.split()
     modules = {str(Path(f).resolve().relative_to(REPO)) for f in imported}
-    deps = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]["deps"])
+    entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
+    deps = set(entry.get("do", entry)["deps"])  # a foreach stage lists them under do
     assert modules - deps == set()
+
+
+@pytest.mark.parametrize("name", ["train", "predict", "compare"])
+@pytest.mark.parametrize("family", ["maskrcnn", "unet"])
+def test_the_stages_that_build_a_family_depend_on_its_code(name, family):
+    """A family is imported when a run builds it, not by the stage's import: its package is a folder dep
+    (of its own stages only: another family's code change reruns nothing of this one) and its shared code is listed."""
+    import importlib.util
+
+    from pipeline.models import registry
+
+    entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
+    deps = {dep.replace("${item}", family) for dep in entry.get("do", entry)["deps"]}
+    own = f"pipeline/models/{family}"
+    assert own in deps or "pipeline/models" in deps
+    if "do" in entry:
+        assert not {f"pipeline/models/{other}" for other in registry._BUILT_IN if other != family} & deps
+    files = {str(Path(importlib.util.find_spec(m).origin).relative_to(REPO)) for m in
+             registry.family(family).code_modules()}
+    assert {f for f in files if not f.startswith(own + "/")} - deps == set()
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -276,7 +297,8 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     # tune's outputs are committed (tuning/postprocess.yaml, metrics/tune.json): when predict reproduces
     # the committed predictions exactly (the same machine) DVC rightly skips it. Every stage's outputs
     # are checked below, and the second repro finds nothing to do.
-    for stage_name in (*DATA_STAGES, "train", "predict", "evaluate", "submission"):
+    for stage_name in (*DATA_STAGES, "train@maskrcnn", "predict@maskrcnn", "evaluate@maskrcnn", "submission",
+                       "compare"):
         assert f"Running stage '{stage_name}'" in first.stdout, stage_name
     assert (root / "data" / "raw" / "train.csv").is_file()
     report = json.loads((root / "metrics" / "data_report.json").read_text())
@@ -286,16 +308,20 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert folds.ImageId.nunique() == report["images_kept"]
     assert json.loads((root / "metrics" / "cache.json").read_text())["images"] == report["images_kept"]
 
-    metrics = json.loads((root / "dvclive" / "train" / "metrics.json").read_text())
-    best = torch.load(root / "models" / "train" / "best.pt", weights_only=True)
+    metrics = json.loads((root / "dvclive" / "maskrcnn" / "metrics.json").read_text())
+    best = torch.load(root / "models" / "maskrcnn" / "best.pt", weights_only=True)
     assert metrics["val"]["best_score"] == best["score"]["score"]
     # Deterministic on a machine; another CPU sums in another order. Measured: the default demo with two
     # threads and with one (as another CPU would round): best epoch's mask AP 0.114 and 0.110, submitted
     # 0.117 and 0.151, held-out 0.106 and 0.127. The bounds leave about 3x those spreads and still fail on a
     # 40 % loss; the upper ones catch a validation image leaking into training.
     assert 0.08 <= best["score"]["mask_ap"] <= 0.16, "the demo model learns as much as it did"
-    evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
-    tuned = json.loads((root / "metrics" / "tune.json").read_text())
+    evaluation = json.loads((root / "metrics" / "maskrcnn" / "evaluate.json").read_text())
+    tuned = json.loads((root / "metrics" / "maskrcnn" / "tune.json").read_text())
+    compared = json.loads((root / "metrics" / "compare.json").read_text())
+    assert list(compared) == ["maskrcnn"] and compared["maskrcnn"]["score"] == pytest.approx(evaluation["submitted"])
+    low, high = compared["maskrcnn"]["score_ci95"]
+    assert low < evaluation["submitted"] < high
     assert 0.08 <= evaluation["submitted"] <= 0.22 and 0.07 <= tuned["tuned_held_out"] <= 0.2
     assert tuned["tuned_thresholds"] >= tuned["default"]
     assert evaluation["submitted"] == pytest.approx(tuned["tuned"], abs=1e-4), "evaluate scores what tune chose"
@@ -304,14 +330,15 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert checked.returncode == 0 and checked.stdout.startswith("submission.csv: valid ("), checked.stderr
     shown = dvc(root, "plots", "show", "--json")
     assert shown.returncode == 0, shown.stderr
-    for plotted in ("val/mask_ap.tsv", "val/score.tsv", "train/loss.tsv", "evaluation/gallery/00_"):
+    for plotted in ("val/mask_ap.tsv", "val/score.tsv", "train/loss.tsv", "evaluation/maskrcnn/gallery/00_",
+                    "metrics/compare.png"):
         assert plotted in shown.stdout, plotted
 
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     for name in DATA_STAGES:  # trained weights differ across CPUs; the data stages must not
         assert lock["stages"][name] == committed["stages"][name], (
             f"stage {name}: outputs or code differ from the committed dvc.lock: run `make demo`, commit dvc.lock")
-    for name in ("train", "predict", "tune", "evaluate"):
+    for name in ("train@maskrcnn", "predict@maskrcnn", "tune@maskrcnn", "evaluate@maskrcnn", "compare"):
         assert lock["stages"][name]["params"] == committed["stages"][name]["params"], name
 
     second = dvc(root, "repro")

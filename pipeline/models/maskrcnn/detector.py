@@ -29,8 +29,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.ops.poolers import initLevelMapper
 
 from pipeline.config.model import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams, ModelParams
-from pipeline.models.attribute_head import AttributeRoIHeads
 from pipeline.models.contract import MaskFormat
+from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
 from pipeline.models.weights import WeightsError, load_matching, read_state_dict
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,14 @@
+"""The UNet family: a semantic-segmentation UNet whose connected components are the instances.
+
+Public names, imported on first use (docs/development.md, "Where a change goes").
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "network": ["FashionUNet", "build", "semantic_target"],
+        "components": ["Components", "instances"],
+    },
+)

@@ -1,0 +1,61 @@
+"""Stage compare: every family of compare.families side by side, on the same validation fold and device.
+
+Writes one entry per family to ``--out`` (the tuned competition score with its 95 % bootstrap
+interval over validation images, mask AP, training and inference speed measured here on the same
+images and input size, parameters, peak memory, and a semantic family's pixel accuracy), the same as
+a Markdown table (``--table``) and a bar chart (``--chart``) that ``dvc plots show`` includes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.comparison import families as comparison
+from pipeline.comparison import table
+from pipeline.config.comparison import CompareParams
+from pipeline.config.inference import PredictParams
+from pipeline.config.model import ModelParams
+from pipeline.config.params import load_section
+from pipeline.config.training import TrainParams
+from pipeline.data.dataset import InstanceDataset
+from pipeline.data.folds import split
+from pipeline.data.labels import load_labels
+from pipeline.utils.io import write_json
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--models", type=Path, required=True, help="folder of the training runs, one per family")
+    cli.add_argument("--evaluation", type=Path, required=True, help="folder of stage evaluate's outputs, per family")
+    cli.add_argument("--instances", type=Path, required=True, help="instance table of the cached images")
+    cli.add_argument("--images", type=Path, required=True, help="folder of the cached images")
+    cli.add_argument("--folds", type=Path, required=True, help="folds.csv")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--out", type=Path, required=True, help="JSON: one entry per family")
+    cli.add_argument("--table", type=Path, required=True, help="Markdown table")
+    cli.add_argument("--chart", type=Path, required=True, help="PNG bar chart")
+    args = cli.parse_args()
+    params = load_section(args.params, "compare", CompareParams)
+    model = load_section(args.params, "model", ModelParams)
+    train = load_section(args.params, "train", TrainParams)
+    predict = load_section(args.params, "predict", PredictParams)
+    if model.family not in params.families:
+        raise table.ComparisonError(f"{args.params}: model.family {model.family!r} (the submission's) is not in "
+                                    f"compare.families {list(params.families)}")
+    num_attributes = len(load_labels(args.labels).attributes)
+    _, val_ids = split(pd.read_csv(args.folds), train.fold, str(args.folds))
+    instances = pd.read_parquet(args.instances)
+    dataset = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, model.min_size,
+                              model.max_size, num_attributes)
+    rows = comparison.compare(Path(args.params), params.families, args.models, args.evaluation, dataset,
+                              num_attributes, params, train, predict)
+    write_json(args.out, rows)
+    table.write(rows, args.table, args.chart)
+    print(table.markdown(rows), end="")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,118 @@
+"""The UNet family meets the detection contract, learns, loads encoder weights from a file, and stays offline."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torchvision
+
+from pipeline.models.contract import DetectionModel, MaskFormat
+from pipeline.models.weights import WeightsError
+
+from model_configs import tiny_config, unet_config
+
+NUM_CLASSES = 47  # background + the 46 categories
+
+
+def one_image() -> tuple[torch.Tensor, dict]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((3, 64, 90), generator=generator)
+    masks = torch.zeros((2, 64, 90), dtype=torch.uint8)
+    masks[0, 8:56, 10:60] = 1
+    masks[1, 20:36, 62:86] = 1
+    image[:, masks[0].bool()] *= 0.3  # something to see
+    image[1, masks[1].bool()] = 0.9
+    target = {"boxes": torch.tensor([[10.0, 8, 60, 56], [62, 20, 86, 36]]), "labels": torch.tensor([1, 24]),
+              "masks": masks, "attributes": torch.zeros((2, 92))}
+    return image, target
+
+
+def test_a_train_step_returns_named_losses_that_fall_on_one_repeated_image():
+    torch.manual_seed(0)
+    model = unet_config().build(NUM_CLASSES, 92)
+    assert isinstance(model, DetectionModel) and model.num_attributes == 0
+    assert model.mask_format == MaskFormat("crop", 16)
+    image, target = one_image()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    history = []
+    for _ in range(25):
+        losses = model([image], [target])
+        assert set(losses) == {"loss_ce", "loss_dice"} and all(v.ndim == 0 for v in losses.values())
+        history.append(sum(losses.values()).item())
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    assert history[-1] < 0.5 * history[0], history
+
+
+def test_eval_returns_well_formed_detections_of_the_trained_image():
+    torch.manual_seed(0)
+    model = unet_config().build(NUM_CLASSES, 92)
+    image, target = one_image()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        optimizer.zero_grad()
+        sum(model([image], [target]).values()).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        outputs = model([image, image[:, :40, :70]])  # two sizes in one batch: each cropped to its own
+    for output, (height, width) in zip(outputs, ((64, 90), (40, 70)), strict=True):
+        n = len(output["labels"])
+        assert output["boxes"].shape == (n, 4) and output["scores"].shape == (n,)
+        assert output["masks"].shape == (n, 1, 16, 16) and output["labels"].dtype == torch.int64
+        assert bool(((output["scores"] > 0) & (output["scores"] <= 1)).all()) and bool((output["labels"] >= 1).all())
+        assert bool((output["boxes"][:, 2] <= width).all()) and bool((output["boxes"][:, 3] <= height).all())
+        assert "attributes" not in output
+    assert {1, 24} <= set(outputs[0]["labels"].tolist()), "it learned the image's two categories"
+    assert model.inference_counts["kept"] == sum(len(o["labels"]) for o in outputs)
+
+
+def test_encoder_weights_load_from_a_resnet_state_dict_file(tmp_path):
+    resnet = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(resnet.conv1.weight, 0.125)
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet.state_dict(), path)  # as torchvision's ImageNet file: with the classifier (fc)
+    model = unet_config(encoder_weights=str(path)).build(NUM_CLASSES, 92)
+    assert torch.equal(model.net.encoder.conv1.weight, resnet.conv1.weight)
+    assert torch.equal(model.net.encoder.layer4[1].bn2.running_var, resnet.layer4[1].bn2.running_var)
+    scratch = unet_config().build(NUM_CLASSES, 92, initial_weights=False)
+    assert not torch.equal(scratch.net.encoder.conv1.weight, resnet.conv1.weight)
+
+
+def test_a_mask_rcnn_checkpoint_gives_its_resnet_body_to_the_encoder(tmp_path):
+    detector = tiny_config().build(NUM_CLASSES, 92, initial_weights=False)
+    path = tmp_path / "best.pt"
+    torch.save({"model": detector.state_dict(), "num_classes": NUM_CLASSES}, path)
+    model = unet_config(encoder_weights=str(path)).build(NUM_CLASSES, 92)
+    assert torch.equal(model.net.encoder.layer3[0].conv1.weight, detector.backbone.body.layer3[0].conv1.weight)
+
+
+def test_weights_of_another_network_are_refused_with_the_file_named(tmp_path):
+    path = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
+    refused = (r"resnet34.pth: not the weights of a ResNetEncoder like unet.encoder's: \d+ tensors absent, of "
+               r"another shape or extra \(the encoder has 120\), e\.g\. layer1\.2")
+    with pytest.raises(WeightsError, match=refused):
+        unet_config(encoder_weights=str(path)).build(NUM_CLASSES, 92)
+    with pytest.raises(WeightsError, match="missing.pth: weights file not found"):
+        unet_config(encoder_weights=str(tmp_path / "missing.pth")).build(NUM_CLASSES, 92)
+
+
+def test_building_and_training_reach_no_network(monkeypatch):
+    """smp downloads ImageNet weights when asked for them; the family never asks."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    unet_config(encoder="resnet50").build(NUM_CLASSES, 92)  # the original comparison's encoder
+    model = unet_config().build(NUM_CLASSES, 92)
+    image, target = one_image()
+    sum(model.train()([image], [target]).values()).backward()
+    model.eval()([image])
