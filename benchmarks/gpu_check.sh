@@ -28,3 +28,6 @@ python benchmarks/train_throughput.py --arch maskrcnn_resnet50_fpn_v2 --size 102
   --steps 20 --json "$OUT/r50v2_1024_fp16_b8.json"
 python benchmarks/inference_throughput.py --arch maskrcnn_resnet50_fpn_v2 --min-size 1024 --max-size 1024 \
   --images 96 --batch 8 --workers 12 --precision bf16 --json "$OUT/infer_r50v2_1024_bf16.json"
+# The UNet beside Mask R-CNN (issue 13): same device, input size and batch, random weights.
+python benchmarks/family_throughput.py --device cuda --batch 8 --height 1024 --width 1024 --steps 10 \
+  | tee "$OUT/families_1024.txt"

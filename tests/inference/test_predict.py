@@ -157,9 +157,13 @@ def test_the_prediction_key_changes_with_what_changes_predictions_and_survives_j
     weights.write_bytes(b"weights two")
     others.append(prediction_key(weights, SPEC, TTA, records))
     assert all(as_json(other) != as_json(key) for other in others)
-    # the inference code, through every module it imports: the view geometry of pipeline.data.transforms included
-    assert key["code"] == source_digest(*imported_modules("pipeline.inference.predict"))
+    # the inference code, through every module it imports (the view geometry of pipeline.data.transforms
+    # included), and the family's own code, which predict imports only through the registry
+    family = SPEC.code_modules()
+    assert key["code"] == source_digest(*sorted({*imported_modules("pipeline.inference.predict"), *family}))
     assert "pipeline.data.transforms" in imported_modules("pipeline.inference.predict")
+    assert "pipeline.models.maskrcnn.detector" in family and "pipeline.models.maskrcnn.detector" not in \
+        imported_modules("pipeline.inference.predict")
 
 
 def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
