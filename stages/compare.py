@@ -42,15 +42,12 @@ def main() -> None:
     model = load_section(args.params, "model", ModelParams)
     train = load_section(args.params, "train", TrainParams)
     predict = load_section(args.params, "predict", PredictParams)
-    if model.family not in params.families:
-        raise table.ComparisonError(f"{args.params}: model.family {model.family!r} (the submission's) is not in "
-                                    f"compare.families {list(params.families)}")
     num_attributes = len(load_labels(args.labels).attributes)
     _, val_ids = split(pd.read_csv(args.folds), train.fold, str(args.folds))
     instances = pd.read_parquet(args.instances)
     dataset = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, model.min_size,
                               model.max_size, num_attributes)
-    rows = comparison.compare(Path(args.params), params.families, args.models, args.evaluation, dataset,
+    rows = comparison.compare(Path(args.params), model.family, args.models, args.evaluation, dataset,
                               num_attributes, params, train, predict)
     write_json(args.out, rows)
     table.write(rows, args.table, args.chart)

@@ -12,6 +12,8 @@ import yaml
 
 from pipeline.data.folds import make_folds
 
+from model_configs import TINY_UNET
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -51,8 +53,9 @@ TINY_TRAINING = {
 }
 
 
-#: The UNet's part of a seconds-long run (``training_inputs(..., **TINY_UNET_TRAINING)``).
-TINY_UNET_TRAINING = {"unet": {"decoder_channels": [32, 16, 16, 8, 8], "min_area": 4, "mask_size": 16}}
+#: The UNet's part of a seconds-long run (``training_inputs(..., **TINY_UNET_TRAINING)``): model_configs' tiny UNet.
+TINY_UNET_TRAINING = {"unet": {key: list(value) if isinstance(value, tuple) else value
+                               for key, value in TINY_UNET.items()}}
 
 
 def training_inputs(tmp_path: Path, instances: pd.DataFrame, **changes: dict) -> tuple[Path, list[str]]:

@@ -20,17 +20,21 @@ from pipeline.utils import checkpoint
 IMAGE_SCORES = "image_scores.csv"
 
 
-def compare(params_path: Path, families: tuple[str, ...], run_root: Path, evaluation_root: Path,
+def compare(params_path: Path, submitted: str, run_root: Path, evaluation_root: Path,
             dataset: InstanceDataset, num_attributes: int, params: CompareParams, train: TrainParams,
             predict: PredictParams) -> dict[str, dict[str, Any]]:
-    """Each family's row (``pipeline.comparison.table.entry``), keyed by family.
+    """Each family of ``params.families`` in a row (``pipeline.comparison.table.entry``), keyed by family;
+    ``submitted`` (``model.family``) must be one of them.
 
     Reads ``<run_root>/<family>/best.pt`` (the validation record of its best epoch) and
     ``<evaluation_root>/<family>/image_scores.csv``; a missing one is a clear error naming the stage to run.
     Speed and memory are measured now, one family after the other, on ``dataset``'s first images.
     """
+    if submitted not in params.families:
+        raise ComparisonError(f"{params_path}: model.family {submitted!r} (the submission's) is not in "
+                              f"compare.families {list(params.families)}")
     found = {}
-    for family in families:  # every family's outputs first: a missing one fails before minutes of measuring
+    for family in params.families:  # every family's outputs first: a missing one fails before minutes of measuring
         best = run_root / family / checkpoint.BEST
         if not best.is_file():
             raise ComparisonError(f"{best}: missing: family {family!r} has not been trained "
