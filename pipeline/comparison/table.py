@@ -61,7 +61,7 @@ def markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
         pixels = row.get("pixel_accuracy")
         low, high = row["score_ci95"]
         lines.append(
-            f"| {row['family']} | {row['score']:.3f} ({low:.3f}–{high:.3f}) | {row['mask_ap']:.3f} | "
+            f"| {row['family']} | {row['score']:.3f} ({low:.3f}–{high:.3f}) | {_number(row['mask_ap'])} | "
             f"{row['train_images_per_second']:.2f} | {row['inference_images_per_second']:.2f} | "
             f"{row['parameters'] / 1e6:.1f} M | {row['peak_memory_mb']:,.0f} MB | "
             f"{_number(pixels['train']) + ' / ' + _number(pixels['val']) if pixels else '–'} | "

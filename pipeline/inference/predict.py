@@ -136,7 +136,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if use_cuda(name, "predict") else "cpu")
 
 
-def checkpoint_path(run_dir: Path | str, name: str) -> Path:
+def checkpoint_path(run_dir: Path | str, name: str, doing: str = "predicting") -> Path:
     """``run_dir/<name>.pt``; ``best`` falls back, with a printed note, to ``last`` while no validation has run.
 
     A training session stopped by its time limit in the first epoch has only ``last.pt``: the
@@ -145,7 +145,7 @@ def checkpoint_path(run_dir: Path | str, name: str) -> Path:
     run_dir = Path(run_dir)
     path, last = run_dir / f"{name}.pt", run_dir / checkpoint.LAST
     if name == "best" and not path.is_file() and last.is_file():
-        print(f"{path} does not exist yet (training has not finished an epoch): predicting with {last}")
+        print(f"{path} does not exist yet (training has not finished an epoch): {doing} with {last}")
         return last
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{path}: no such checkpoint; run stage train first")

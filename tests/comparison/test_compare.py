@@ -79,6 +79,29 @@ def test_a_family_without_outputs_is_a_clear_error(finished, tmp_path):
                                    "been evaluated (dvc repro evaluate@unet, or add it to compare.families)")
 
 
+def test_a_run_stopped_before_its_first_validation_is_compared_from_its_last_checkpoint(finished, tmp_path):
+    """A Kaggle session out of time in its first epoch has only last.pt, and stage predict used it."""
+    root, _, args = finished
+    models = tmp_path / "models"
+    for family in FAMILIES:
+        (models / family).mkdir(parents=True)
+        (models / family / "last.pt").write_bytes((root / "models" / family / "last.pt").read_bytes())
+    (models / "unet" / "best.pt").write_bytes((root / "models" / "unet" / "best.pt").read_bytes())
+    at = args.index("--models")
+    done = stage("compare", *args[:at + 1], str(models), *args[at + 2:])
+    assert done.returncode == 0, done.stderr
+    assert f"{models / 'maskrcnn' / 'best.pt'} does not exist yet" in done.stdout
+    rows = json.loads((root / "compare.json").read_text())
+    assert rows["maskrcnn"]["best_epoch"] is None and rows["maskrcnn"]["mask_ap"] is None
+    assert rows["maskrcnn"]["inference_images_per_second"] > 0 and rows["unet"]["best_epoch"] == 1
+    assert "| maskrcnn | 0.500 (" in done.stdout and "| – |" in done.stdout
+    (models / "maskrcnn" / "last.pt").unlink()
+    missing = stage("compare", *args[:at + 1], str(models), *args[at + 2:])
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        f"error: {models / 'maskrcnn' / 'best.pt'}: missing: family 'maskrcnn' has not been trained "
+        "(dvc repro train@maskrcnn, or add it to compare.families)")
+
+
 def test_the_submission_family_must_be_compared(finished, tmp_path):
     _, params, args = finished
     other = tmp_path / "params.yaml"
