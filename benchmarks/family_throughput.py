@@ -1,15 +1,23 @@
-"""Training and inference throughput of the UNet beside Mask R-CNN, same input size and device, as a ratio.
+"""Training and inference throughput of the UNet and YOLACT beside Mask R-CNN, same input size and device, as ratios.
 
-Both families are built from ``params.yaml``'s sections (or loaded from trained runs with
-``--runs models``: ``models/<family>/best.pt``) and measured in this one process, one after the
-other, on the same synthetic batch: optimizer steps (AdamW, the demo's) and plain-view eval
-forwards, each family's own post-processing included (the UNet's connected components). With
-random weights the UNet's map is speckled into many components, so its inference figure is a
-pessimistic one; ``--runs`` gives the trained figure (stage compare measures that too).
+Every family is built from ``params.yaml``'s sections (or loaded from trained runs with ``--runs
+models``: ``models/<family>/best.pt``) and measured in this one process, one after the other, on the
+same synthetic batch: first plain-view eval forwards of the model as built, each family's own
+post-processing included (Mask R-CNN's and YOLACT's NMS and masks on their boxes, the UNet's connected
+components), then optimizer steps (AdamW, the demo's). Each line gives the detections per image, since
+post-processing grows with them: with random weights Mask R-CNN and YOLACT both find their maximum (100),
+a worst case for both; the UNet's map is speckled into many components, so its figure is a pessimistic
+one. ``--runs`` gives the trained figures (stage compare measures those too).
+
+``--resnet50`` builds every family at the depth of the paper's 42.5 fps YOLACT with its schema's
+defaults rather than params.yaml's: torchvision's ``maskrcnn_resnet50_fpn`` (1,000 proposals, four
+256-channel mask convolutions), the paper's YOLACT (ResNet-50, 32 prototypes, anchors for 550 px) and
+a UNet on a ResNet-50.
 
 Examples:
   python benchmarks/family_throughput.py                       # CPU, 192 x 256, random weights
   python benchmarks/family_throughput.py --runs models --device cuda --batch 8
+  python benchmarks/family_throughput.py --resnet50 --device cuda --height 550 --width 550
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.config.model import MaskRCNNParams, UNetParams, YOLACTParams  # noqa: E402
 from pipeline.inference.predict import load_model  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 
-FAMILIES = ("maskrcnn", "unet")
+FAMILIES = ("maskrcnn", "unet", "yolact")
+#: Each family at ResNet-50 depth, with its schema's defaults (torchvision's Mask R-CNN, the paper's YOLACT).
+RESNET50 = {"maskrcnn": MaskRCNNParams(architecture="maskrcnn_resnet50_fpn"), "unet": UNetParams(encoder="resnet50"),
+            "yolact": YOLACTParams(backbone="resnet50")}
 
 
 def batch(size: int, height: int, width: int, device: torch.device) -> tuple[list, list]:
@@ -56,7 +68,8 @@ def timed(work, steps: int, device: torch.device) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def measure(model, images: list, targets: list, steps: int, device: torch.device) -> tuple[float, float]:
+def measure(model, images: list, targets: list, steps: int, device: torch.device) -> tuple[float, float, float]:
+    """Training and inference images per second, and detections per image; inference first, on the weights given."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step() -> None:
@@ -65,11 +78,13 @@ def measure(model, images: list, targets: list, steps: int, device: torch.device
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def infer() -> None:
-        with torch.inference_mode():
-            model.eval()(images)
+    @torch.inference_mode()
+    def infer() -> list[dict]:
+        return model.eval()(images)
 
-    return len(images) / timed(train_step, steps, device), len(images) / timed(infer, steps, device)
+    inference = len(images) / timed(infer, steps, device)
+    found = sum(len(output["boxes"]) for output in infer()) / len(images)
+    return len(images) / timed(train_step, steps, device), inference, found
 
 
 def main() -> None:
@@ -81,6 +96,7 @@ def main() -> None:
     cli.add_argument("--height", type=int, default=192)
     cli.add_argument("--width", type=int, default=256)
     cli.add_argument("--steps", type=int, default=3)
+    cli.add_argument("--resnet50", action="store_true", help="every family on a ResNet-50")
     args = cli.parse_args()
     device = torch.device(args.device)
     images, targets = batch(args.batch, args.height, args.width, device)
@@ -88,15 +104,19 @@ def main() -> None:
     for name in FAMILIES:
         torch.manual_seed(0)
         config = registry.load(args.params, name)
+        if args.resnet50:
+            config = registry.ModelConfig(config.model, RESNET50[name])
         model = (load_model(args.runs / name / "best.pt", config, device, 92) if args.runs
                  else config.build(47, 92).to(device))
         rates[name] = measure(model, images, targets, args.steps, device)
         print(f"{name}: train {rates[name][0]:.2f} images/s, inference {rates[name][1]:.2f} images/s "
-              f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
-    train, infer = (rates["unet"][k] / rates["maskrcnn"][k] for k in (0, 1))
-    print(f"unet / maskrcnn on {device} at {args.height}x{args.width}, batch {args.batch}, "
-          f"{'trained' if args.runs else 'random'} weights: train {train:.2f}x, inference {infer:.2f}x")
-
+              f"({rates[name][2]:.0f} detections per image; {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+              "parameters)")
+    for name in FAMILIES[1:]:
+        train, infer = (rates[name][k] / rates["maskrcnn"][k] for k in (0, 1))
+        print(f"{name} / maskrcnn on {device} at {args.height}x{args.width}, batch {args.batch}, "
+              f"{'ResNet-50, schema defaults' if args.resnet50 else 'params.yaml'}, "
+              f"{'trained' if args.runs else 'random'} weights: train {train:.2f}x, inference {infer:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,8 @@
 #      FLOPs per image and fraction of the device's peak; then a profile of where a step's time goes;
 #   2. the same at batch 8 and in fp16, for comparison with other cards;
 #   3. inference of the same model at 1024 on 1500x2000 JPEGs, plain and with flip x 2-scale TTA, plus
-#      post-processing and encoding: images/s and the projected time for the 3,200 test images.
+#      post-processing and encoding: images/s and the projected time for the 3,200 test images;
+#   4. the UNet and YOLACT beside Mask R-CNN, training and inference, as ratios.
 # Training needs only torch >= 2.11 and torchvision; inference needs the project's dependencies: run
 # `bash benchmarks/gpu_wheels.sh` here first and carry .whl. Results land in $OUT (default benchmarks/results).
 #   bash benchmarks/gpu_check.sh
@@ -28,6 +29,10 @@ python benchmarks/train_throughput.py --arch maskrcnn_resnet50_fpn_v2 --size 102
   --steps 20 --json "$OUT/r50v2_1024_fp16_b8.json"
 python benchmarks/inference_throughput.py --arch maskrcnn_resnet50_fpn_v2 --min-size 1024 --max-size 1024 \
   --images 96 --batch 8 --workers 12 --precision bf16 --json "$OUT/infer_r50v2_1024_bf16.json"
-# The UNet beside Mask R-CNN (issue 13): same device, input size and batch, random weights.
+# The UNet and YOLACT beside Mask R-CNN (issues 13, 14): same device, input size and batch, random weights,
+# each family's post-processing included; then as the YOLACT paper timed them: ResNet-50, 550 px, one image
+# at a time (its 42.5 fps against Mask R-CNN's 8.6 on a Titan Xp).
 python benchmarks/family_throughput.py --device cuda --batch 8 --height 1024 --width 1024 --steps 10 \
   | tee "$OUT/families_1024.txt"
+python benchmarks/family_throughput.py --device cuda --batch 1 --height 550 --width 550 --steps 20 --resnet50 \
+  | tee "$OUT/families_r50_550.txt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,17 @@ from stage_runs import run_dirs, stage, training_inputs
 # that are correct, only slow for a moment.
 settings.register_profile("pipeline", deadline=None)
 settings.load_profile("pipeline")
+
+@pytest.fixture
+def offline(monkeypatch) -> None:
+    """Any attempt to reach the network fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
 
 SMALL = SyntheticParams(seed=7, train_images=24, test_images=5, min_side=128, max_side=224,
                         attribute_rate=0.3, size_defect=True)

@@ -12,7 +12,7 @@ import yaml
 
 from pipeline.data.folds import make_folds
 
-from model_configs import TINY_UNET
+from model_configs import TINY_UNET, TINY_YOLACT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,13 @@ TINY_TRAINING = {
 
 
 #: The UNet's part of a seconds-long run (``training_inputs(..., **TINY_UNET_TRAINING)``): model_configs' tiny UNet.
-TINY_UNET_TRAINING = {"unet": {key: list(value) if isinstance(value, tuple) else value
-                               for key, value in TINY_UNET.items()}}
+def _as_params(values: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+TINY_UNET_TRAINING = {"unet": _as_params(TINY_UNET)}
+#: YOLACT's part of such a run: model_configs' tiny YOLACT.
+TINY_YOLACT_TRAINING = {"yolact": _as_params(TINY_YOLACT)}
 
 
 def training_inputs(tmp_path: Path, instances: pd.DataFrame, **changes: dict) -> tuple[Path, list[str]]:

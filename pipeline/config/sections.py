@@ -5,15 +5,16 @@ from __future__ import annotations
 from pipeline.config.comparison import CompareParams
 from pipeline.config.inference import EvaluateParams, PostprocessParams, PredictParams, TuneParams
 from pipeline.config.kaggle import KernelBuildParams, SessionParams
-from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams
+from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
 from pipeline.config.params import DataParams, FoldsParams, PrepareParams, SyntheticParams
 from pipeline.config.training import AugmentParams, CacheParams, TrainParams
 
 #: The sections the pipeline's stages read (a Kaggle notebook session reads these too). A model
-#: family's own section is named like the family: ``maskrcnn`` and ``unet`` for the built-in ones.
+#: family's own section is named like the family: ``maskrcnn``, ``unet`` and ``yolact`` for the built-in ones.
 STAGE_SECTIONS: dict[str, type] = {
     "data": DataParams, "synthetic": SyntheticParams, "prepare": PrepareParams, "folds": FoldsParams,
-    "model": ModelParams, "maskrcnn": MaskRCNNParams, "unet": UNetParams, "augment": AugmentParams,
+    "model": ModelParams, "maskrcnn": MaskRCNNParams, "unet": UNetParams, "yolact": YOLACTParams,
+    "augment": AugmentParams,
     "cache": CacheParams, "train": TrainParams, "predict": PredictParams, "postprocess": PostprocessParams,
     "tune": TuneParams,
     "evaluate": EvaluateParams, "compare": CompareParams, "kaggle_session": SessionParams,

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams
+from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
 from pipeline.config.params import load_section
 from pipeline.models.contract import DetectionModel
 from pipeline.utils.errors import PipelineError
@@ -48,6 +48,7 @@ class Family:
 _BUILT_IN: dict[str, tuple[type, str, str]] = {
     "maskrcnn": (MaskRCNNParams, "pipeline.models.maskrcnn.detector", "weights"),
     "unet": (UNetParams, "pipeline.models.unet.network", "encoder_weights"),
+    "yolact": (YOLACTParams, "pipeline.models.yolact.network", "weights"),
 }
 _FAMILIES: dict[str, Family] = {}
 

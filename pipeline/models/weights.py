@@ -75,3 +75,32 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict (expected a mapping of names to tensors)")
     return state
+
+
+# Where a ResNet's weights sit in the files accepted for a family's ResNet: a torchvision ResNet state dict
+# (ImageNet's), a UNet checkpoint (its encoder), or a detector checkpoint of this project or torchvision's
+# (its backbone's body).
+RESNET_PREFIXES = ("", "encoder.", "backbone.body.")
+_CLASSIFIER = "fc."
+
+
+def load_resnet(resnet: nn.Module, path: Path | str, role: str) -> int:
+    """A ResNet's weights from a local file into ``resnet``; every one of its tensors must be found.
+
+    Returns the number of tensors loaded; ``role`` (e.g. ``unet.encoder``) names the model in the error.
+    The families build their ResNets without weights, so that nothing is ever downloaded; the user's
+    file is read here instead.
+    """
+    state = read_state_dict(path)
+    own = resnet.state_dict()
+    prefix = max(RESNET_PREFIXES, key=lambda p: sum(p + k in state for k in own))
+    theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    report = load_matching(resnet, theirs)
+    missing = [entry for entries in report.reinitialised.values() for entry in entries]
+    # A deeper ResNet holds every tensor of a shallower one (resnet34's layer1.0 is resnet18's): its extra
+    # blocks tell them apart. The classifier (fc) of an ImageNet file is expected and left out.
+    missing += [f"{k} (not in the ResNet)" for k in theirs if k not in own and not k.startswith(_CLASSIFIER)]
+    if missing:
+        raise WeightsError(f"{path}: not the weights of a ResNet like {role}'s: {len(missing)} tensors absent, "
+                           f"of another shape or extra (the ResNet has {len(own)}), e.g. {', '.join(missing[:3])}")
+    return len(own)

@@ -10,9 +10,9 @@ import pytest
 
 from pipeline.comparison.table import markdown
 
-from stage_runs import TINY_UNET_TRAINING, stage, training_inputs
+from stage_runs import TINY_UNET_TRAINING, TINY_YOLACT_TRAINING, stage, training_inputs
 
-FAMILIES = ("maskrcnn", "unet")
+FAMILIES = ("maskrcnn", "unet", "yolact")
 FIELDS = {"family", "score", "score_ci95", "val_images", "mask_ap", "best_epoch", "attributes",
           "train_images_per_second", "inference_images_per_second", "parameters", "peak_memory_mb", "device"}
 
@@ -23,7 +23,7 @@ def finished(small_instances, small_dataset, tmp_path_factory) -> tuple[Path, Pa
     root = tmp_path_factory.mktemp("compare")
     params, args = training_inputs(root, small_instances, train={"epochs": 1},
                                    compare={"families": list(FAMILIES), "train_steps": 1, "inference_images": 2},
-                                   **TINY_UNET_TRAINING)
+                                   **TINY_UNET_TRAINING, **TINY_YOLACT_TRAINING)
     for family in FAMILIES:
         done = stage("train", *args, "--family", family, "--images", str(small_dataset / "train"), "--limit", "8",
                      "--run-dir", str(root / "models" / family), "--live-dir", str(root / "dvclive" / family))
@@ -60,8 +60,9 @@ def test_compare_writes_every_field_for_every_family(finished):
         assert 0 <= low < 0.5 < high <= 1
         assert row["train_images_per_second"] > 0 and row["inference_images_per_second"] > 0
         assert row["parameters"] > 1e6 and row["peak_memory_mb"] > 100 and row["device"] == "cpu"
-    assert rows["maskrcnn"]["attributes"] and not rows["unet"]["attributes"]
+    assert rows["maskrcnn"]["attributes"] and not rows["unet"]["attributes"] and rows["yolact"]["attributes"]
     assert set(rows["unet"]["pixel_accuracy"]) == {"train", "val"} and "pixel_accuracy" not in rows["maskrcnn"]
+    assert "pixel_accuracy" not in rows["yolact"]
     assert (root / "compare.md").read_text() == markdown(rows) == done.stdout
     assert (root / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

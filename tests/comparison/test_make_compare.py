@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-#: compare/params.yaml shrunk to minutes: 18 images, one epoch, light UNet.
+FAMILIES = ["maskrcnn", "unet", "yolact"]
+#: compare/params.yaml shrunk to minutes: 18 images, one epoch, light UNet and YOLACT.
 REDUCED = {"synthetic": {"train_images": 18, "test_images": 2}, "folds": {"n_folds": 3},
-           "compare": {"families": ["maskrcnn", "unet"], "train_steps": 1, "inference_images": 2},
+           "compare": {"families": FAMILIES, "train_steps": 1, "inference_images": 2},
            "train": {"epochs": 1}, "predict": {"scales": [1.0]}, "tune": {"rounds": 1},
-           "unet": {"decoder_channels": [32, 16, 16, 8, 8]}}
+           "unet": {"decoder_channels": [32, 16, 16, 8, 8]}, "yolact": {"prototypes": 8}}
 
 
 def make_compare(overrides: Path, workspace: Path) -> subprocess.CompletedProcess:
@@ -34,11 +35,11 @@ def test_make_compare_compares_every_family_and_reruns_only_the_changed_one(tmp_
     lock = (REPO / "dvc.lock").read_bytes()
     first = make_compare(overrides, workspace)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for family in ("maskrcnn", "unet"):
+    for family in FAMILIES:
         for name in ("train", "predict", "tune", "evaluate"):
             assert f"Running stage '{name}@{family}'" in first.stdout, (name, family)
     rows = json.loads((workspace / "metrics" / "compare.json").read_text())
-    assert list(rows) == ["maskrcnn", "unet"]
+    assert list(rows) == FAMILIES
     for family, row in rows.items():
         evaluated = json.loads((workspace / "metrics" / family / "evaluate.json").read_text())
         assert row["score"] == pytest.approx(evaluated["submitted"], abs=1e-4), "the tuned score evaluate submitted"
@@ -51,5 +52,6 @@ def test_make_compare_compares_every_family_and_reruns_only_the_changed_one(tmp_
     second = make_compare(overrides, workspace)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Running stage 'train@unet'" in second.stdout and "Running stage 'compare'" in second.stdout
-    for name in ("download", "cache", "train@maskrcnn", "predict@maskrcnn", "evaluate@maskrcnn"):
+    for name in ("download", "cache", "train@maskrcnn", "predict@maskrcnn", "evaluate@maskrcnn", "train@yolact",
+                 "evaluate@yolact"):
         assert f"Running stage '{name}'" not in second.stdout, name

@@ -15,8 +15,8 @@ from stage_runs import predict_args, run_dirs, training_inputs, with_fake_family
 
 
 def test_an_unknown_family_names_the_known_ones(tmp_path):
-    with pytest.raises(FamilyError, match="model.family is 'yolact'; the known families are maskrcnn, unet"):
-        family("yolact")
+    with pytest.raises(FamilyError, match="model.family is 'solo'; the known families are maskrcnn, unet, yolact"):
+        family("solo")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"model": {"family": "maskrcnn", "min_size": 64, "max_size": 96},
                                     "maskrcnn": {"architecture": "maskrcnn_resnet18_fpn"},
@@ -36,12 +36,12 @@ def test_a_family_is_imported_only_when_used_and_its_code_is_its_package_alone()
 
     code = ("import sys, stages.train, stages.predict, stages.compare\n"
             "print(sorted(m for m in sys.modules if m.startswith(('pipeline.models.maskrcnn', "
-            "'pipeline.models.unet'))))")
+            "'pipeline.models.unet', 'pipeline.models.yolact'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", "a stage imports a family only to run it"
-    for name in ("maskrcnn", "unet"):
+    for name in ("maskrcnn", "unet", "yolact"):
         own = [m for m in family(name).code_modules() if m.startswith("pipeline.models.") and
-               m.split(".")[2] not in ("contract", "weights", "registry", "__init__")]
+               m.split(".")[2] not in ("contract", "weights", "batching", "registry", "__init__")]
         assert own and all(m.startswith(f"pipeline.models.{name}") for m in own), own
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torchvision
@@ -11,22 +9,9 @@ import torchvision
 from pipeline.models.contract import DetectionModel, MaskFormat
 from pipeline.models.weights import WeightsError
 
-from model_configs import tiny_config, unet_config
+from model_configs import one_image, tiny_config, unet_config
 
 NUM_CLASSES = 47  # background + the 46 categories
-
-
-def one_image() -> tuple[torch.Tensor, dict]:
-    generator = torch.Generator().manual_seed(0)
-    image = torch.rand((3, 64, 90), generator=generator)
-    masks = torch.zeros((2, 64, 90), dtype=torch.uint8)
-    masks[0, 8:56, 10:60] = 1
-    masks[1, 20:36, 62:86] = 1
-    image[:, masks[0].bool()] *= 0.3  # something to see
-    image[1, masks[1].bool()] = 0.9
-    target = {"boxes": torch.tensor([[10.0, 8, 60, 56], [62, 20, 86, 36]]), "labels": torch.tensor([1, 24]),
-              "masks": masks, "attributes": torch.zeros((2, 92))}
-    return image, target
 
 
 def test_a_train_step_returns_named_losses_that_fall_on_one_repeated_image():
@@ -95,22 +80,16 @@ def test_a_mask_rcnn_checkpoint_gives_its_resnet_body_to_the_encoder(tmp_path):
 def test_weights_of_another_network_are_refused_with_the_file_named(tmp_path):
     path = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
-    refused = (r"resnet34.pth: not the weights of a ResNetEncoder like unet.encoder's: \d+ tensors absent, of "
-               r"another shape or extra \(the encoder has 120\), e\.g\. layer1\.2")
+    refused = (r"resnet34.pth: not the weights of a ResNet like unet.encoder's: \d+ tensors absent, of "
+               r"another shape or extra \(the ResNet has 120\), e\.g\. layer1\.2")
     with pytest.raises(WeightsError, match=refused):
         unet_config(encoder_weights=str(path)).build(NUM_CLASSES, 92)
     with pytest.raises(WeightsError, match="missing.pth: weights file not found"):
         unet_config(encoder_weights=str(tmp_path / "missing.pth")).build(NUM_CLASSES, 92)
 
 
-def test_building_and_training_reach_no_network(monkeypatch):
+def test_building_and_training_reach_no_network(offline):
     """smp downloads ImageNet weights when asked for them; the family never asks."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
     unet_config(encoder="resnet50").build(NUM_CLASSES, 92)  # the original comparison's encoder
     model = unet_config().build(NUM_CLASSES, 92)
     image, target = one_image()

@@ -17,20 +17,15 @@ from torch import nn
 from torch.nn import functional as torch_f
 
 from pipeline.config.model import ModelParams, UNetParams
+from pipeline.models.batching import padded_batch
 from pipeline.models.contract import MaskFormat
 from pipeline.models.unet import components
-from pipeline.models.weights import WeightsError, load_matching, read_state_dict
+from pipeline.models.weights import load_resnet
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # the pixels a batch pads each image with: neither loss counts them
 STRIDE = 32  # the encoder halves the image five times: sides are padded to a multiple of this
-# ImageNet's statistics: what an ImageNet-trained encoder expects, harmless from scratch (BatchNorm follows).
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# Where a ResNet's weights sit in the files accepted as encoder weights: a torchvision ResNet state dict,
-# this family's checkpoint, or a Mask R-CNN checkpoint of this project (its ResNet body).
-_ENCODER_PREFIXES = ("", "encoder.", "backbone.body.")
-_CLASSIFIER = "fc."
 
 
 def semantic_target(target: dict, size: tuple[int, int]) -> torch.Tensor:
@@ -59,8 +54,6 @@ class FashionUNet(nn.Module):
         self.num_classes = num_classes
         self.spec = spec
         self.dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True, ignore_index=IGNORE)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(3, 1, 1), persistent=False)
         #: components kept and dropped (under ``unet.min_area``) since the model was built
         self.inference_counts: Counter = Counter()
 
@@ -70,11 +63,7 @@ class FashionUNet(nn.Module):
 
     def logits(self, images: list[torch.Tensor]) -> torch.Tensor:
         """(B, C, H, W) class logits of images batched top-left and padded to a multiple of ``STRIDE``."""
-        height = -(-max(i.shape[-2] for i in images) // STRIDE) * STRIDE
-        width = -(-max(i.shape[-1] for i in images) // STRIDE) * STRIDE
-        batch = torch.stack([torch_f.pad((i - self.mean) / self.std, (0, width - i.shape[-1], 0, height - i.shape[-2]))
-                             for i in images])
-        return self.net(batch)
+        return self.net(padded_batch(images, STRIDE))
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> dict | list[dict]:
         logits = self.logits(images)
@@ -117,37 +106,16 @@ class FashionUNet(nn.Module):
         return counts
 
 
-def _load_encoder(net: smp.Unet, path: str) -> None:
-    """A ResNet's weights from a local file into the encoder; every encoder tensor must be found.
-
-    smp would download ImageNet weights itself (``encoder_weights="imagenet"``); this project never
-    reaches the network, so the user's file is read here instead.
-    """
-    state = read_state_dict(path)
-    own = net.encoder.state_dict()
-    prefix = max(_ENCODER_PREFIXES, key=lambda p: sum(p + k in state for k in own))
-    theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    report = load_matching(net.encoder, theirs)
-    missing = [entry for entries in report.reinitialised.values() for entry in entries]
-    # A deeper ResNet holds every tensor of a shallower one (resnet34's layer1.0 is resnet18's): its extra
-    # blocks tell them apart. The classifier (fc) of an ImageNet file is expected and left out.
-    missing += [f"{k} (not in the encoder)" for k in theirs if k not in own and not k.startswith(_CLASSIFIER)]
-    if missing:
-        raise WeightsError(f"{path}: not the weights of a {net.encoder.__class__.__name__} like unet.encoder's: "
-                           f"{len(missing)} tensors absent, of another shape or extra (the encoder has "
-                           f"{len(own)}), e.g. {', '.join(missing[:3])}")
-    log.info("encoder weights from %s: %d tensors%s", path, len(own), f" under {prefix!r}" if prefix else "")
-
-
 def build(spec: UNetParams, model: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionUNet:
     """A UNet for ``num_classes`` classes (background included); ``spec.encoder_weights`` loaded if asked.
 
-    ``encoder_weights=None`` for smp: it must never download anything (the file is loaded here).
+    ``encoder_weights=None`` for smp: it must never download anything (``load_resnet`` reads the file).
     ``model`` (the input size) and ``num_attributes`` do not change the network.
     """
     net = smp.Unet(encoder_name=spec.encoder, encoder_weights=None, decoder_channels=tuple(spec.decoder_channels),
                    decoder_use_norm="batchnorm", classes=num_classes)
     if initial_weights and spec.encoder_weights != "none":
-        _load_encoder(net, spec.encoder_weights)
+        count = load_resnet(net.encoder, spec.encoder_weights, "unet.encoder")
+        log.info("encoder weights from %s: %d tensors", spec.encoder_weights, count)
     return FashionUNet(net, num_classes, spec)
