@@ -118,5 +118,6 @@ def main() -> None:
               f"{'ResNet-50, schema defaults' if args.resnet50 else 'params.yaml'}, "
               f"{'trained' if args.runs else 'random'} weights: train {train:.2f}x, inference {infer:.2f}x")
 
+
 if __name__ == "__main__":
     main()
