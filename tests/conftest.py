@@ -22,6 +22,7 @@ from stage_runs import run_dirs, stage, training_inputs
 settings.register_profile("pipeline", deadline=None)
 settings.load_profile("pipeline")
 
+
 @pytest.fixture
 def offline(monkeypatch) -> None:
     """Any attempt to reach the network fails the test."""

@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "params": ["ParamsError", "ParamsSection", "load_section", "DataParams", "SyntheticParams", "PrepareParams",
                    "FoldsParams"],
         "literals": ["Device", "MatchOn", "Precision"],
-        "model": ["ModelParams", "MaskRCNNParams", "MASKRCNN_ARCHITECTURES"],
+        "model": ["ModelParams", "MaskRCNNParams", "UNetParams", "YOLACTParams", "MASKRCNN_ARCHITECTURES"],
         "training": ["AugmentParams", "CacheParams", "TrainParams"],
         "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams"],
         "kaggle": ["KernelBuildParams", "SessionParams"],

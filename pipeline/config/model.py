@@ -14,7 +14,6 @@ MASKRCNN_ARCHITECTURES: tuple[str, ...] = MaskRCNNArchitecture.__args__
 FPN_LEVELS = 5  # P2-P5 and the max-pooled P6 of torchvision's FPN
 DEFAULT_MASK_HEAD = (256, 256, 256, 256)
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]  # the UNet's encoder, YOLACT's backbone
-RESNETS: tuple[str, ...] = ResNetName.__args__
 UNET_DEPTH = 5  # a ResNet's five stride-2 stages: the decoder has one block per stage
 YOLACT_LEVELS = 5  # P3-P7: the FPN on C3-C5 and two stride-2 convolutions above it
 

@@ -1,6 +1,6 @@
 """Model families: the contract they all follow, the registry that picks one, and the built-in families.
 
-Each built-in family is a package of its own (``maskrcnn``, ``unet``), imported only when a run uses
+Each built-in family is a package of its own (``maskrcnn``, ``unet``, ``yolact``), imported only when a run uses
 it: a change to one family's code changes neither another family's DVC stages nor its checkpoints' keys.
 
 Public names, imported on first use (docs/development.md, "Where a change goes").
@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "contract": ["DetectionModel", "MaskFormat", "MaskKind"],
         "registry": ["Family", "FamilyError", "ModelConfig", "family", "load", "register"],
-        "weights": ["WeightsError", "load_matching", "read_state_dict"],
+        "weights": ["WeightsError", "load_matching", "load_resnet", "read_state_dict"],
+        "batching": ["padded_batch"],
     },
 )
