@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,7 @@ def main() -> None:
     cli.add_argument("--width", type=int, default=256)
     cli.add_argument("--steps", type=int, default=3)
     cli.add_argument("--resnet50", action="store_true", help="every family on a ResNet-50")
+    cli.add_argument("--json", type=Path, help="also write the rates and ratios here")
     args = cli.parse_args()
     device = torch.device(args.device)
     images, targets = batch(args.batch, args.height, args.width, device)
@@ -117,6 +119,12 @@ def main() -> None:
         print(f"{name} / maskrcnn on {device} at {args.height}x{args.width}, batch {args.batch}, "
               f"{'ResNet-50, schema defaults' if args.resnet50 else 'params.yaml'}, "
               f"{'trained' if args.runs else 'random'} weights: train {train:.2f}x, inference {infer:.2f}x")
+    if args.json:
+        families = {name: {"train_images_per_second": round(train, 2), "inference_images_per_second": round(infer, 2),
+                           "detections_per_image": round(found, 1)} for name, (train, infer, found) in rates.items()}
+        args.json.write_text(json.dumps({
+            "device": str(device), "batch": args.batch, "size": [args.height, args.width], "resnet50": args.resnet50,
+            "trained": bool(args.runs), "torch": torch.__version__, "families": families}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

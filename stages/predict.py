@@ -28,6 +28,7 @@ from pipeline.inference.predict import (
     resolve_device,
 )
 from pipeline.models import registry
+from pipeline.models.layout import speed_up
 from pipeline.submission.rows import test_records
 from stages._cli import add_family, parser, run
 
@@ -59,7 +60,9 @@ def main() -> None:
     device = resolve_device(params.device)
     model = load_model(checkpoint, config, device, len(load_labels(args.labels).attributes))
     views = make_views(params.scales, params.hflip)
-    predict = predict_files(model, config.model, views, params.batch_size, params.workers, device, params.precision)
+    speed_up(model, params.channels_last, compile_backbone=False)
+    predict = predict_files(model, config.model, views, params.batch_size, params.workers, device, params.precision,
+                            params.stack_views)
     for name, (records, image_dir) in splits.items():
         records = records[: args.limit] if args.limit else records
         key = prediction_key(checkpoint, config, params, records)

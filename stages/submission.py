@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config.inference import PostprocessParams
+from pipeline.config.inference import PostprocessParams, SubmissionParams
 from pipeline.config.params import load_section
 from pipeline.data.labels import load_labels
 from pipeline.inference import store
-from pipeline.inference.postprocess import check_attribute_settings, predict_instances
+from pipeline.inference.postprocess import check_attribute_settings
 from pipeline.submission import rows as submission
+from pipeline.submission.encode import encoded_rows
 from stages._cli import parser, run
 
 
@@ -32,10 +33,10 @@ def main() -> None:
     predictions = store.read(args.predictions)
     records = submission.test_records(args.sample_submission, args.test_images)
     predictions.require(records, args.predictions)
-    instances = predict_instances(predictions.by_image(), records, len(predictions.views), params, labels)
-    frame = submission.frame(instances, records)
+    workers = load_section(args.params, "submission", SubmissionParams).workers
+    frame = encoded_rows(predictions.by_image(), records, len(predictions.views), params, labels, workers)
     submission.write(frame, args.out, params.grids(records), labels)
-    empty = sum(not found for found in instances.values())
+    empty = int(frame.EncodedPixels.eq("").sum())
     print(f"{args.out}: {len(frame)} rows for {len(records)} test images ({empty} without a prediction), "
           f"grid {params.grid}, valid")
 

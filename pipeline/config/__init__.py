@@ -15,7 +15,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "literals": ["Device", "MatchOn", "Precision"],
         "model": ["ModelParams", "MaskRCNNParams", "UNetParams", "YOLACTParams", "MASKRCNN_ARCHITECTURES"],
         "training": ["AugmentParams", "CacheParams", "TrainParams"],
-        "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams"],
+        "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams", "SubmissionParams"],
         "kaggle": ["KernelBuildParams", "SessionParams"],
         "sections": ["SECTIONS", "STAGE_SECTIONS"],
     },

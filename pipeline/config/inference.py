@@ -32,6 +32,9 @@ class PredictParams(ParamsSection):
     device: Device = "auto"
     precision: Precision = "bf16"
     part_size: int = Field(128, ge=1, description="images per resumable part file")
+    # Speed options (docs/gpu.md): the same detections within rounding, faster on a GPU.
+    stack_views: bool = Field(False, description="all TTA views of a batch in one forward (padded to the largest)")
+    channels_last: bool = Field(False, description="the backbone's weights in channels-last memory format")
 
     @field_validator("scales")
     @classmethod
@@ -144,3 +147,9 @@ class EvaluateParams(ParamsSection):
     gallery_images: int = Field(ge=0)
     workers: int = Field(0, ge=0, description="processes scoring images in parallel; 0: one per CPU core")
     gallery_size: int = Field(ge=64, description="long side of each gallery panel in pixels")
+
+
+class SubmissionParams(ParamsSection):
+    """``stages.submission``: how the test images' post-processing and encoding run (not what they produce)."""
+
+    workers: int = Field(0, ge=0, description="processes; 0 means one per CPU core (in-process for few images)")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from pipeline.config.comparison import CompareParams
-from pipeline.config.inference import EvaluateParams, PostprocessParams, PredictParams, TuneParams
+from pipeline.config.inference import (
+    EvaluateParams,
+    PostprocessParams,
+    PredictParams,
+    SubmissionParams,
+    TuneParams,
+)
 from pipeline.config.kaggle import KernelBuildParams, SessionParams
 from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
 from pipeline.config.params import DataParams, FoldsParams, PrepareParams, SyntheticParams
@@ -16,8 +22,9 @@ STAGE_SECTIONS: dict[str, type] = {
     "model": ModelParams, "maskrcnn": MaskRCNNParams, "unet": UNetParams, "yolact": YOLACTParams,
     "augment": AugmentParams,
     "cache": CacheParams, "train": TrainParams, "predict": PredictParams, "postprocess": PostprocessParams,
-    "tune": TuneParams,
-    "evaluate": EvaluateParams, "compare": CompareParams, "kaggle_session": SessionParams,
+    "tune": TuneParams, "submission": SubmissionParams,
+    "evaluate": EvaluateParams, "compare": CompareParams,
+    "kaggle_session": SessionParams,
 }
 #: Every section of params.yaml: the stages' and the one ``make kaggle-kernel`` reads when building.
 SECTIONS: dict[str, type] = {**STAGE_SECTIONS, "kaggle_kernel": KernelBuildParams}

@@ -57,6 +57,12 @@ class TrainParams(ParamsSection):
     deterministic: bool = Field(description="deterministic kernels: bit-identical resumes, slower on GPU")
     checkpoint_every: int = Field(ge=1, description="optimizer steps between checkpoints")
     log_every: int = Field(ge=1, description="optimizer steps between DVCLive rows")
+    # Speed options (docs/gpu.md): each changes how, not what, the model computes; all off is the plain path.
+    channels_last: bool = Field(False, description="the backbone's weights in channels-last memory format")
+    compile_backbone: bool = Field(False, description="torch.compile the backbone only (the detector graph-breaks)")
+    fused_optimizer: bool = Field(False, description="the optimizer's fused kernel: one launch for all parameters")
+    sync_every: int = Field(1, ge=1, description="optimizer steps between reads of the loss on the host "
+                                                   "(finiteness check, progress bar); above 1 the GPU runs ahead")
 
     @model_validator(mode="after")
     def _milestones_inside(self) -> TrainParams:

@@ -72,9 +72,9 @@ def _as_list(batch: list) -> list:
     return batch
 
 
-def loader(files: ImageFiles, batch_size: int, workers: int) -> DataLoader:
+def loader(files: ImageFiles, batch_size: int, workers: int, pin_memory: bool = False) -> DataLoader:
     """Batches as lists of (index, image): the images differ in size."""
-    return DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+    return DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_as_list, pin_memory=pin_memory)
 
 
 
@@ -116,18 +116,27 @@ def _as_bytes(probabilities: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def predict_batch(model: DetectionModel, images: list[torch.Tensor], records: list[ImageRecord], views: list[View],
                   min_size: int, max_size: int, device: torch.device, precision: str = "fp32",
-                  ) -> list[Detections]:
-    """Detections of every view for a batch of uint8 (3, h, w) images whose original sizes ``records`` give."""
+                  stack_views: bool = False) -> list[Detections]:
+    """Detections of every view for a batch of uint8 (3, h, w) images whose original sizes ``records`` give.
+
+    One forward per view, or with ``stack_views`` one for all views (``predict.stack_views``):
+    fewer, larger kernels, but each image is padded to the batch's largest view, which moves
+    scores near the image's right and bottom edges by a rounding-sized amount.
+    """
     model.eval()
     fmt = model.mask_format
     per_image: list[list[Detections]] = [[] for _ in images]
-    for index, view in enumerate(views):
-        inputs = [_view_image(image.to(device), r.height, r.width, fit_scale(r.height, r.width, min_size, max_size),
-                              view) for image, r in zip(images, records, strict=True)]
+    on_device = [image.to(device, non_blocking=True) for image in images]
+    indexed = list(enumerate(views))
+    for group in [indexed] if stack_views else [[pair] for pair in indexed]:
+        inputs = [_view_image(image, r.height, r.width, fit_scale(r.height, r.width, min_size, max_size), view)
+                  for _, view in group for image, r in zip(on_device, records, strict=True)]
         with autocast(device, precision):
             outputs = model(inputs)
-        for k, (output, x, r) in enumerate(zip(outputs, inputs, records, strict=True)):
-            per_image[k].append(_to_original(output, tuple(x.shape[-2:]), (r.height, r.width), view, index, fmt))
+        for n, (output, x) in enumerate(zip(outputs, inputs, strict=True)):
+            (index, view), k = group[n // len(images)], n % len(images)
+            size = (records[k].height, records[k].width)
+            per_image[k].append(_to_original(output, tuple(x.shape[-2:]), size, view, index, fmt))
     return [Detections.concat(parts, fmt.size, model.num_attributes, fmt.kind) for parts in per_image]
 
 
@@ -190,14 +199,15 @@ Batches = Iterator[tuple[list[ImageRecord], list[Detections]]]
 
 
 def predict_files(model: DetectionModel, spec: ModelParams, views: list[View], batch_size: int, workers: int,
-                  device: torch.device, precision: str) -> Callable[[list[ImageRecord], Path | str], Batches]:
+                  device: torch.device, precision: str, stack_views: bool = False,
+                  ) -> Callable[[list[ImageRecord], Path | str], Batches]:
     """A function from (records, image folder) to a stream of (records, detections) batches."""
 
     def run(records: list[ImageRecord], image_dir: Path | str) -> Batches:
         files = ImageFiles(records, image_dir, spec.min_size, spec.max_size, max(v.scale for v in views))
-        for batch in loader(files, batch_size, workers):
+        for batch in loader(files, batch_size, workers, pin_memory=device.type == "cuda"):
             batch_records = [records[i] for i, _ in batch]
             yield batch_records, predict_batch(model, [image for _, image in batch], batch_records, views,
-                                               spec.min_size, spec.max_size, device, precision)
+                                               spec.min_size, spec.max_size, device, precision, stack_views)
 
     return run

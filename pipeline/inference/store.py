@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,17 +141,32 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_format
     pending_ids: list[ImageRecord] = []
     pending: list[Detections] = []
     number = max(done, default=-1) + 1
-    for batch_records, batch in predict(todo):
-        pending_ids += batch_records
-        pending += batch
-        progress.update(len(batch_records))
-        while len(pending_ids) >= part_size:
-            _write_part(parts, number, pending_ids[:part_size], pending[:part_size], manifest)
-            pending_ids, pending, number = pending_ids[part_size:], pending[part_size:], number + 1
-    if pending_ids:
-        _write_part(parts, number, pending_ids, pending, manifest)
+    # Parts are written by a thread while the model predicts the next images (pyarrow releases the GIL);
+    # one part in flight at most, and its errors surface here.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictions-writer") as writer:
+        in_flight: Future | None = None
+        for batch_records, batch in predict(todo):
+            pending_ids += batch_records
+            pending += batch
+            progress.update(len(batch_records))
+            while len(pending_ids) >= part_size:
+                in_flight = _next_part(writer, in_flight, parts, number, pending_ids[:part_size], pending[:part_size],
+                                       manifest)
+                pending_ids, pending, number = pending_ids[part_size:], pending[part_size:], number + 1
+        if pending_ids:
+            in_flight = _next_part(writer, in_flight, parts, number, pending_ids, pending, manifest)
+        if in_flight is not None:
+            in_flight.result()
     progress.close()
     return _consolidate(folder, manifest, records)
+
+
+def _next_part(writer: ThreadPoolExecutor, in_flight: Future | None, parts: Path, number: int,
+               records: list[ImageRecord], detections: list[Detections], manifest: dict) -> Future:
+    """Wait for the part being written (raising its error), then start writing this one."""
+    if in_flight is not None:
+        in_flight.result()
+    return writer.submit(_write_part, parts, number, records, detections, manifest)
 
 
 def _stored(path: Path) -> object:

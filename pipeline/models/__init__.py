@@ -15,5 +15,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "registry": ["Family", "FamilyError", "ModelConfig", "family", "load", "register"],
         "weights": ["WeightsError", "load_matching", "load_resnet", "read_state_dict"],
         "batching": ["padded_batch"],
+        "layout": ["backbone_of", "speed_up"],
     },
 )

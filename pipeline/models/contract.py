@@ -17,6 +17,9 @@ editing them.
 - ``model.attributes_of_boxes(images, boxes)`` (eval mode, families with attributes only):
   the attribute probabilities of given boxes, e.g. the true ones, to judge the attributes apart
   from the detector.
+- ``model.backbone`` (optional): the image-to-features module (Mask R-CNN, YOLACT: ResNet + FPN;
+  the UNet: its encoder-decoder), which the speed options of ``pipeline.models.layout`` lay out
+  channels-last and compile.
 - ``model.inference_counts`` (optional): a ``Counter`` of what eval mode kept and dropped (the
   UNet's connected components: ``kept``, ``dropped`` under ``unet.min_area``); predict reports it.
 

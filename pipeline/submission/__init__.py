@@ -8,6 +8,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "rows": ["SubmissionError", "check", "check_file", "frame", "write", "test_records"],
+        "rows": ["SubmissionError", "check", "check_file", "frame", "image_rows", "write", "test_records"],
+        "encode": ["encoded_rows"],
     },
 )

@@ -59,14 +59,15 @@ def test_records(sample_submission: Path | str, image_dir: Path | str) -> list[I
     return records
 
 
+def image_rows(image_id: str, instances: Sequence[Instance]) -> list[tuple[str, str, str]]:
+    """The rows of one image, instances by decreasing score; one empty row when there are none."""
+    found = sorted(instances, key=lambda i: -i.score)
+    return [(image_id, rle.encode(i.mask), i.class_id) for i in found] or [(image_id, "", EMPTY_CLASS_ID)]
+
+
 def frame(instances: Mapping[str, Sequence[Instance]], records: Sequence[ImageRecord]) -> pd.DataFrame:
     """Submission rows, images in ``records``' order, instances by decreasing score."""
-    rows = []
-    for record in records:
-        found = sorted(instances.get(record.image_id, ()), key=lambda i: -i.score)
-        rows += [(record.image_id, rle.encode(i.mask), i.class_id) for i in found]
-        if not found:
-            rows.append((record.image_id, "", EMPTY_CLASS_ID))
+    rows = [row for record in records for row in image_rows(record.image_id, instances.get(record.image_id, ()))]
     return pd.DataFrame(rows, columns=SUBMISSION_COLUMNS)
 
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from pipeline.config.training import AugmentParams, TrainParams
 from pipeline.data.dataset import InstanceDataset, collate
 from pipeline.data.sampler import EpochSampler
+from pipeline.models.layout import speed_up
 from pipeline.models.registry import ModelConfig
 from pipeline.training import distributed, schedule
 from pipeline.training.meter import TRAIN_PREFIX, Meter, log_validation
@@ -142,14 +143,50 @@ def too_late(context: distributed.Context, deadline: float | None, seconds_neede
     return distributed.any_true(context, time.time() + seconds_needed >= deadline)
 
 
+def _diverged(where: str, job: Job) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"loss is not finite {where}. Lower train.lr (now {job.params.lr}), raise train.warmup_steps or set "
+        f"train.precision: fp32; {job.run_dir / LAST} holds the last good checkpoint")
+
+
 def check_finite(context: distributed.Context, losses: dict[str, torch.Tensor], state: _State, job: Job) -> None:
     """Raise ``TrainingDiverged`` on every process when the loss is not finite on any of them."""
     if distributed.any_true(context, not bool(torch.isfinite(sum(losses.values())))):
         values = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
-        raise TrainingDiverged(
-            f"loss is not finite at epoch {state.epoch + 1}, step {state.step} ({values}). "
-            f"Lower train.lr (now {job.params.lr}), raise train.warmup_steps or set train.precision: fp32; "
-            f"{job.run_dir / LAST} holds the last good checkpoint")
+        raise _diverged(f"at epoch {state.epoch + 1}, step {state.step} ({values})", job)
+
+
+class _LossGuard:
+    """The divergence check of ``train.sync_every``: every batch (1), or on the device and read every N steps.
+
+    Reading a loss on the host waits for the GPU to finish the step; above 1 the check
+    accumulates a finiteness flag on the device instead and reads it every ``sync_every``
+    optimizer steps and before every checkpoint, so a checkpoint never holds diverged weights.
+    """
+
+    def __init__(self, trainer: _Trainer) -> None:
+        self.trainer, self.finite, self.since = trainer, None, trainer.state.step
+
+    def batch(self, losses: dict[str, torch.Tensor]) -> None:
+        trainer = self.trainer
+        if trainer.params.sync_every == 1:
+            check_finite(trainer.context, losses, trainer.state, trainer.job)
+            return
+        finite = torch.isfinite(sum(losses.values()).detach())
+        self.finite = finite if self.finite is None else self.finite & finite
+
+    def due(self) -> bool:
+        return self.trainer.state.step % self.trainer.params.sync_every == 0
+
+    def check(self) -> None:
+        """Read the flag (one sync) and raise on every process if any loss since the last read was not finite."""
+        if self.finite is None:
+            return
+        state, context = self.trainer.state, self.trainer.context
+        if distributed.any_true(context, not bool(self.finite)):
+            raise _diverged(f"between steps {self.since} and {state.step} of epoch {state.epoch + 1}",
+                            self.trainer.job)
+        self.finite, self.since = None, state.step
 
 
 class _Trainer:
@@ -170,6 +207,7 @@ class _Trainer:
         self.model.to(context.device)
         if context.distributed and context.device.type == "cuda":
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        speed_up(self.model, params.channels_last, params.compile_backbone)
         self.optimizer = schedule.optimizer(self.model, params)
         per_rank = EpochSampler(len(job.train_set), params.seed, 0, context.rank, context.world_size).per_rank()
         self.batches_per_epoch = -(-per_rank // params.batch_size)
@@ -241,7 +279,7 @@ def _train_epoch(trainer: _Trainer, meter: Meter, live, loader_seed: torch.Gener
                         num_workers=params.workers, worker_init_fn=_seed_worker, generator=loader_seed,
                         pin_memory=context.device.type == "cuda")
     net = trainer.ddp or trainer.model
-    stopped_by = None
+    stopped_by, guard = None, _LossGuard(trainer)
     with tqdm(total=trainer.batches_per_epoch, initial=state.batches_done, disable=not context.is_main,
               desc=f"epoch {state.epoch + 1}/{params.epochs}", unit="batch", dynamic_ncols=True) as bar:
         step_started = time.perf_counter()
@@ -252,7 +290,7 @@ def _train_epoch(trainer: _Trainer, meter: Meter, live, loader_seed: torch.Gener
             with no_sync:
                 with autocast(context.device, trainer.precision):
                     losses = net(images, targets)
-                check_finite(context, losses, state, job)
+                guard.batch(losses)
                 loss = sum(losses.values())
                 trainer.scaler.scale(loss / params.accumulate).backward()
             bar.update()
@@ -260,7 +298,9 @@ def _train_epoch(trainer: _Trainer, meter: Meter, live, loader_seed: torch.Gener
             if not step_ends:
                 continue
             trainer.step(losses)
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
+            if guard.due():
+                guard.check()
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.images_per_second():.1f}")
             if state.step % params.log_every == 0:
                 meter.write(live, state.step, trainer.optimizer.param_groups[0]["lr"])
             clock.slowest_step = max(clock.slowest_step, time.perf_counter() - step_started)
@@ -269,10 +309,12 @@ def _train_epoch(trainer: _Trainer, meter: Meter, live, loader_seed: torch.Gener
             elif too_late(context, job.deadline, clock.slowest_step + clock.save_seconds):
                 stopped_by = "deadline"
             if state.step % params.checkpoint_every == 0 or stopped_by:
+                guard.check()
                 clock.save_seconds = trainer.save(meter, best=False)
             if stopped_by:
                 return stopped_by
             step_started = time.perf_counter()
+    guard.check()  # the epoch's last steps, before validation and its checkpoint
     return None
 
 

@@ -25,7 +25,8 @@ class Meter:
             self.start -= saved["seconds"]
 
     def state(self) -> dict:
-        return {"dropped": self.dropped, "images": self.images, "batches": self.batches, "losses": dict(self.losses),
+        return {"dropped": self.dropped, "images": self.images, "batches": self.batches,
+                "losses": {name: float(total) for name, total in self.losses.items()},
                 "seconds": time.perf_counter() - self.start}
 
     def reset(self) -> None:
@@ -35,8 +36,9 @@ class Meter:
         self.images += images
         self.batches += 1
         self.dropped += dropped
+        # Summed on the loss's device, in float64 as Python floats would be: no wait for the GPU until a row is written.
         for name, value in {**losses, "loss": sum(losses.values())}.items():
-            self.losses[name] = self.losses.get(name, 0.0) + value.item()
+            self.losses[name] = self.losses.get(name, 0.0) + value.detach().double()
 
     def exclude(self, seconds: float) -> None:
         """Leave time spent on other work (validation) out of the throughput."""
@@ -49,7 +51,7 @@ class Meter:
         if live is not None:
             live.step = step
             for name, total in self.losses.items():
-                live.log_metric(f"train/{name}", total / self.batches)
+                live.log_metric(f"train/{name}", float(total) / self.batches)
             live.log_metric("train/lr", lr)
             live.log_metric("train/images_per_second", self.images_per_second())
             live.log_metric("train/instances_dropped", self.dropped, plot=False)

@@ -25,10 +25,13 @@ def lr_factor(step: int, total: int, params: TrainParams) -> float:
 
 
 def optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """SGD or AdamW; ``train.fused_optimizer`` picks torch's fused kernel over its default (foreach on CUDA)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
+    fused = params.fused_optimizer or None  # None: torch's default implementation
     if params.optimizer == "sgd":
-        return torch.optim.SGD(trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)
-    return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+        return torch.optim.SGD(trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay,
+                               fused=fused)
+    return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay, fused=fused)
 
 
 def scheduler(optimizer: torch.optim.Optimizer, total_steps: int, params: TrainParams,

@@ -14,9 +14,10 @@ from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import paste
 from pipeline.inference.predict import checkpoint_path, load_model, make_views, predict_batch
 from pipeline.models.contract import MaskFormat
+from pipeline.models.layout import speed_up
 from pipeline.utils.checkpoint import CheckpointError
 
-from model_configs import changed, maskrcnn_config
+from model_configs import changed, maskrcnn_config, yolact_config
 
 MIN_SIZE, MAX_SIZE = 64, 96
 
@@ -87,9 +88,7 @@ def test_views_put_the_plain_view_first_and_scales_must_include_it():
 
 
 def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
-    spec = maskrcnn_config(min_size=MIN_SIZE, max_size=MAX_SIZE, anchor_sizes=(8, 16, 32, 64, 128),
-                           rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=50, box_score_thresh=0.0,
-                           box_detections_per_img=20)
+    spec = random_maskrcnn()
     torch.manual_seed(0)
     torch.save({"model": spec.build(47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
     model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"), 92)
@@ -180,3 +179,63 @@ def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
     assert records_of(table, ["b.jpg", "a.jpg"]) == [ImageRecord("b.jpg", 20, 6), ImageRecord("a.jpg", 10, 5)]
     with pytest.raises(PipelineError, match=r"2 image\(s\) are not in the instance table, e.g. c.jpg"):
         records_of(table, ["a.jpg", "c.jpg", "d.jpg"])
+
+
+def _in_order(detections: Detections) -> Detections:
+    return detections.select(np.lexsort((-detections.scores, detections.views)))
+
+
+def assert_same_detections(got: Detections, expected: Detections, mask_levels: int = 2) -> None:
+    """The same detections of the same views, scores and boxes within rounding, masks within a few levels of 255."""
+    got, expected = _in_order(got), _in_order(expected)
+    assert len(got) == len(expected) and (got.views == expected.views).all()
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-2)
+    assert (got.categories == expected.categories).all()
+    assert np.abs(got.masks.astype(int) - expected.masks.astype(int)).max(initial=0) <= mask_levels
+    assert np.abs(got.attributes.astype(int) - expected.attributes.astype(int)).max(initial=0) <= mask_levels
+
+
+def test_all_views_in_one_forward_map_each_view_back_as_separate_forwards_do():
+    records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
+    images = [torch.zeros((3, r.height, r.width), dtype=torch.uint8) for r in records]
+    images[0][:, 20:50, 30:100], images[1][:, 60:130, 5:40] = 255, 255
+    views = make_views((1.0, 1.2), True)
+    each = predict_batch(StandInDetector(), images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"))
+    stacked = predict_batch(StandInDetector(), images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"),
+                            stack_views=True)
+    for got, expected in zip(stacked, each, strict=True):
+        assert sorted(got.views.tolist()) == [0, 1, 2, 3]
+        assert_same_detections(got, expected, mask_levels=0)
+
+
+def _trained_like(config_of, tmp_path):
+    config = config_of()
+    torch.manual_seed(0)
+    torch.save({"model": config.build(47, 92).state_dict(), "num_classes": 47}, tmp_path / "best.pt")
+    return load_model(tmp_path / "best.pt", config, torch.device("cpu"), 92)
+
+
+def random_maskrcnn():
+    """A Mask R-CNN that, untrained, still returns its full 20 detections per view (no score threshold)."""
+    return maskrcnn_config(min_size=MIN_SIZE, max_size=MAX_SIZE, anchor_sizes=(8, 16, 32, 64, 128),
+                           rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=50, box_score_thresh=0.0,
+                           box_detections_per_img=20)
+
+
+@pytest.mark.parametrize("option", ["stack_views", "channels_last"])
+@pytest.mark.parametrize("family", ["maskrcnn", "yolact"])
+def test_the_inference_speed_options_keep_the_detections(option, family, tmp_path):
+    """Flip views: the same size, so stacking them pads nothing and the detections must not move."""
+    config_of = random_maskrcnn if family == "maskrcnn" else lambda: yolact_config(score_threshold=0.0)
+    model = _trained_like(config_of, tmp_path)
+    records = [ImageRecord("a.jpg", 90, 130)]
+    images = [torch.randint(0, 255, (3, 90, 130), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))]
+    views, cpu = make_views((1.0,), True), torch.device("cpu")
+    (plain,) = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, cpu)
+    if option == "channels_last":
+        speed_up(model, channels_last=True, compile_backbone=False)
+    (fast,) = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, cpu,
+                            stack_views=option == "stack_views")
+    assert len(plain) > 0
+    assert_same_detections(fast, plain)

@@ -58,6 +58,11 @@ class FashionUNet(nn.Module):
         self.inference_counts: Counter = Counter()
 
     @property
+    def backbone(self) -> nn.Module:
+        """The whole encoder-decoder: a plain convolutional network, compiled in one graph."""
+        return self.net
+
+    @property
     def mask_format(self) -> MaskFormat:
         return MaskFormat("crop", self.spec.mask_size)
 
