@@ -23,9 +23,10 @@ def add_family(cli: argparse.ArgumentParser) -> None:
     cli.add_argument("--family", help="model family (a params section, e.g. maskrcnn or unet); default: model.family")
 
 
-def tuned_postprocess(params: str, tuned: Path | None) -> Path:
-    """``--tuned`` if given, else the tuning of the submission's family: ``tuning/<model.family>/postprocess.yaml``."""
-    return tuned or Path("tuning") / load_section(params, "model", ModelParams).family / "postprocess.yaml"
+def tuned_postprocess(params: str, tuned: Path | None, family: str | None = None) -> Path:
+    """``--tuned`` if given, else the tuning of ``family`` (default the submission's, ``model.family``):
+    ``tuning/<family>/postprocess.yaml``."""
+    return tuned or Path("tuning") / (family or load_section(params, "model", ModelParams).family) / "postprocess.yaml"
 
 
 def run(main: Callable[[], None]) -> None:

@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "training": ["AugmentParams", "CacheParams", "TrainParams"],
         "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams", "SubmissionParams"],
         "kaggle": ["KernelBuildParams", "SessionParams"],
+        "shop": ["IndexParams", "SegmentParams", "FeatureKind", "FEATURE_KINDS"],
         "sections": ["SECTIONS", "STAGE_SECTIONS"],
     },
 )

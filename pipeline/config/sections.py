@@ -13,6 +13,7 @@ from pipeline.config.inference import (
 from pipeline.config.kaggle import KernelBuildParams, SessionParams
 from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
 from pipeline.config.params import DataParams, FoldsParams, PrepareParams, SyntheticParams
+from pipeline.config.shop import IndexParams, SegmentParams
 from pipeline.config.training import AugmentParams, CacheParams, TrainParams
 
 #: The sections the pipeline's stages read (a Kaggle notebook session reads these too). A model
@@ -23,7 +24,7 @@ STAGE_SECTIONS: dict[str, type] = {
     "augment": AugmentParams,
     "cache": CacheParams, "train": TrainParams, "predict": PredictParams, "postprocess": PostprocessParams,
     "tune": TuneParams, "submission": SubmissionParams,
-    "evaluate": EvaluateParams, "compare": CompareParams,
+    "evaluate": EvaluateParams, "segment": SegmentParams, "index": IndexParams, "compare": CompareParams,
     "kaggle_session": SessionParams,
 }
 #: Every section of params.yaml: the stages' and the one ``make kaggle-kernel`` reads when building.

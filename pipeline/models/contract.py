@@ -17,6 +17,8 @@ editing them.
 - ``model.attributes_of_boxes(images, boxes)`` (eval mode, families with attributes only):
   the attribute probabilities of given boxes, e.g. the true ones, to judge the attributes apart
   from the detector.
+- ``model.instance_features(images, boxes, masks)`` (eval mode, optional; Mask R-CNN): named
+  descriptors, (N, D) each, of given instances, for the catalogue of similar items (``pipeline.shop``).
 - ``model.backbone`` (optional): the image-to-features module (Mask R-CNN, YOLACT: ResNet + FPN;
   the UNet: its encoder-decoder), which the speed options of ``pipeline.models.layout`` lay out
   channels-last and compile.

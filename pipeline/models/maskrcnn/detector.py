@@ -25,6 +25,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops import roi_align
 from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.ops.poolers import initLevelMapper
 
@@ -101,6 +102,52 @@ class FashionMaskRCNN(MaskRCNN):
         features = self.backbone(image_list.tensors)
         return self.roi_heads.attribute_probabilities(features, [t["boxes"] for t in targets],
                                                       image_list.image_sizes)
+
+    def instance_features(self, images: list[torch.Tensor], boxes: list[torch.Tensor], masks: list[torch.Tensor],
+                          ) -> dict[str, torch.Tensor]:
+        """Three descriptors of given instances (boxes and masks in pixels of ``images``), eval mode.
+
+        ``fpn_mask``: the FPN features of the box's level (the one the box head reads), mask-weighted
+        mean over the box, so that background inside the box counts little. ``box_head``: the box
+        head's representation of the same pooled features. ``texture``: the mask-weighted mean and
+        spread of the finest features, FPN level P2 (stride 4) and the ResNet stem (stride 2), each
+        part unit length: where a textile pattern, a few pixels across, still shows.
+        """
+        image_list, targets = self.transform(images, [{"boxes": b} for b in boxes])
+        boxes = [t["boxes"] for t in targets]
+        stem: list[torch.Tensor] = []
+        hook = self.backbone.body.relu.register_forward_hook(lambda module, inputs, output: stem.append(output))
+        try:
+            features = self.backbone(image_list.tensors)
+        finally:
+            hook.remove()
+        pooler = self.roi_heads.box_roi_pool
+        pooled = pooler(features, boxes, image_list.image_sizes)
+        fine = [(features[pooler.featmap_names[0]], pooler.scales[0]), (stem[0], pooler.scales[0] * 2)]
+        texture = [part for grid, scale in fine for part in _masked_moments(
+            roi_align(grid, boxes, _TEXTURE_GRID, scale, sampling_ratio=2, aligned=True), masks, boxes)]
+        return {"fpn_mask": _masked_moments(pooled, masks, boxes)[0], "box_head": self.roi_heads.box_head(pooled),
+                "texture": torch.cat([torch.nn.functional.normalize(p, dim=1) for p in texture], 1)}
+
+
+_TEXTURE_GRID = (14, 14)  # samples per box side for the texture statistics (twice the box head's 7)
+
+
+def _masked_moments(pooled: torch.Tensor, masks: list[torch.Tensor], boxes: list[torch.Tensor],
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask-weighted mean and standard deviation over each box of ``pooled`` (N, C, h, w): (N, C) each."""
+    size = tuple(pooled.shape[-2:])
+    weights = torch.cat([_mask_in_box(m, b, size) for m, b in zip(masks, boxes, strict=True)]).to(pooled.dtype)
+    weights = weights / weights.sum((2, 3), keepdim=True).clamp_min(1e-6)
+    mean = (pooled * weights).sum((2, 3))
+    spread = ((pooled - mean[..., None, None]) ** 2 * weights).sum((2, 3)).clamp_min(0).sqrt()
+    return mean, spread
+
+
+def _mask_in_box(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 1, *size): each (h, w) mask sampled on its own box's grid, as the features are pooled."""
+    rois = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype, device=boxes.device)[:, None], boxes], 1)
+    return roi_align(masks[:, None].to(boxes.dtype), rois, size, aligned=True)
 
 
 def _detector_kwargs(spec: MaskRCNNParams) -> dict:

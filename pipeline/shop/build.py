@@ -1,0 +1,75 @@
+"""Stage index's work: embed the training folds' instances, choose the descriptor on the validation fold, index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config.shop import FEATURE_KINDS, IndexParams
+from pipeline.data.attributes import Groups
+from pipeline.data.dataset import InstanceDataset
+from pipeline.models.contract import DetectionModel
+from pipeline.models.registry import ModelConfig
+from pipeline.shop.catalogue import embed_instances
+from pipeline.shop.index import Catalogue, build_index, sorted_by_category
+from pipeline.shop.scores import ivf_recall, retrieval_scores
+from pipeline.utils.errors import PipelineError
+from pipeline.utils.fingerprint import file_digest
+from pipeline.utils.io import as_json
+
+
+def catalogue_key(checkpoint: Path | str, config: ModelConfig) -> dict:
+    """What a catalogue's vectors depend on: the weights and the model sections (a query must use the same).
+
+    As it reads back from the manifest (lists, not tuples), so that the two compare equal.
+    """
+    return as_json({"checkpoint": file_digest(checkpoint), **config.key()})
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The model and the two sides of the split: the catalogue (training folds) and the queries (validation)."""
+
+    model: DetectionModel
+    key: dict
+    catalogue: InstanceDataset
+    queries: InstanceDataset
+    image_dir: Path
+    device: torch.device
+
+
+def _flat(vectors: np.ndarray, items: pd.DataFrame, params: IndexParams) -> Catalogue:
+    vectors, items = sorted_by_category(vectors, items)
+    return Catalogue(build_index(vectors, "flat", params.nlist, params.nprobe, params.seed), items, {})
+
+
+def build_catalogue(sources: Sources, params: IndexParams, groups: Groups) -> tuple[Catalogue, dict]:
+    """The catalogue of ``params.kind`` with the chosen descriptor, and the metrics of every descriptor.
+
+    Each descriptor is scored as an exact index of the catalogue queried with the validation
+    instances (``pipeline.shop.scores``); ``features: auto`` keeps the better ``score``.
+    """
+    embedded, items = embed_instances(sources.model, sources.catalogue, params.batch_size, params.workers,
+                                      sources.device, params.precision, "embed catalogue")
+    if items.empty:
+        raise PipelineError("the training folds have no instances to put in the catalogue")
+    queried, query_items = embed_instances(sources.model, sources.queries, params.batch_size, params.workers,
+                                           sources.device, params.precision, "embed queries")
+    by_features = {kind: retrieval_scores(_flat(embedded[kind], items, params), queried[kind], query_items,
+                                          params.k, groups) for kind in FEATURE_KINDS}
+    chosen = (max(FEATURE_KINDS, key=lambda kind: by_features[kind]["score"]) if params.features == "auto"
+              else params.features)
+    vectors, sorted_items = sorted_by_category(embedded[chosen], items)
+    index = build_index(vectors, params.kind, params.nlist, params.nprobe, params.seed)
+    metrics = {"features": chosen, "kind": params.kind, "k": params.k, "catalogue_items": len(items),
+               "queries": len(query_items), **by_features[chosen], "by_features": by_features}
+    if params.kind == "ivf":
+        metrics["ivf_recall_at_k"] = ivf_recall(vectors, queried[chosen], params.k, params.nlist, params.nprobe,
+                                                params.seed)
+    manifest = {"key": sources.key, "features": chosen, "kind": params.kind, "image_dir": str(sources.image_dir),
+                "items": len(items), "dimensions": int(vectors.shape[1]) if len(vectors) else 0}
+    return Catalogue(index, sorted_items, manifest), metrics

@@ -1,0 +1,122 @@
+"""Any photo in, its items out: the trained model with TTA and the tuned post-processing, on the photo's own size.
+
+The masks lie on the photo's grid: its own size, or scaled down so that its long side is
+``segment.max_side`` (one bool mask of a 50-megapixel photo is 50 MB); boxes are in the photo's
+pixels either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as F
+
+from pipeline.config.inference import PostprocessParams
+from pipeline.config.model import ModelParams
+from pipeline.data.labels import LabelSet
+from pipeline.data.transforms import fit_scale, scaled_size
+from pipeline.inference.detections import ImageRecord
+from pipeline.inference.postprocess import process_image
+from pipeline.inference.predict import View, predict_batch
+from pipeline.models.contract import DetectionModel
+from pipeline.utils.errors import PipelineError
+
+
+class PhotoError(PipelineError):
+    """A file that is not a readable image."""
+
+
+@dataclass
+class Photo:
+    """A photo upright (EXIF orientation applied) in RGB, at the size the largest TTA view needs."""
+
+    path: Path
+    height: int  # the photo's own size
+    width: int
+    pixels: torch.Tensor  # uint8 (3, h, w), h <= height
+
+    def grid(self, max_side: int) -> tuple[int, int]:
+        """(height, width) of the masks: the photo's size, scaled down to a long side of ``max_side``."""
+        return scaled_size(self.height, self.width, min(1.0, max_side / max(self.height, self.width)))
+
+
+@dataclass
+class Item:
+    """One found item: category, attributes (label ids), score, box (photo pixels) and mask (on the grid)."""
+
+    category: int
+    attributes: tuple[int, ...]
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    mask: np.ndarray  # bool (grid height, grid width)
+
+
+def read_photo(path: Path | str, spec: ModelParams, max_scale: float) -> Photo:
+    """Decode any image PIL reads (JPEG, PNG, grayscale, palette, alpha); a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise PhotoError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise PhotoError(f"{path}: the file is empty")
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise PhotoError(f"{path}: not an image PIL can read ({exc})") from exc
+    height, width = image.height, image.width
+    needed = scaled_size(height, width, min(1.0, fit_scale(height, width, spec.min_size, spec.max_size) * max_scale))
+    if needed != (height, width):
+        image = image.resize((needed[1], needed[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return Photo(path, height, width, F.pil_to_tensor(image))
+
+
+def segment_photo(model: DetectionModel, photo: Photo, views: list[View], spec: ModelParams,
+                  params: PostprocessParams, labels: LabelSet, max_side: int, device: torch.device,
+                  precision: str) -> list[Item]:
+    """The photo's items, best first, as ``stages.submission`` would submit them (on the photo's grid)."""
+    record = ImageRecord(photo.path.name, photo.height, photo.width)
+    (detections,) = predict_batch(model, [photo.pixels], [record], views, spec.min_size, spec.max_size, device,
+                                  precision)
+    grid_h, grid_w = photo.grid(max_side)
+    on_grid = params.model_copy(update={"grid": f"{grid_h}x{grid_w}"})
+    to_photo = np.array([photo.width / grid_w, photo.height / grid_h] * 2)
+    items = []
+    for instance in sorted(process_image(detections, len(views), photo.height, photo.width, on_grid, labels),
+                           key=lambda i: -i.score):
+        class_id = labels.parse(instance.class_id)
+        rows, cols = np.flatnonzero(instance.mask.any(1)), np.flatnonzero(instance.mask.any(0))
+        box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]) * to_photo
+        items.append(Item(class_id.category, class_id.attributes, round(instance.score, 4),
+                          tuple(round(float(v), 1) for v in box), instance.mask))
+    return items
+
+
+def photo_on_grid(photo: Photo, max_side: int) -> Image.Image:
+    """The photo, upright in RGB, at its mask grid's size (decoded again: ``pixels`` may be smaller)."""
+    grid_h, grid_w = photo.grid(max_side)
+    with Image.open(photo.path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    return image.resize((grid_w, grid_h), Image.Resampling.BILINEAR) if image.size != (grid_w, grid_h) else image
+
+
+@dataclass
+class Segmenter:
+    """A trained model with its TTA views and tuned post-processing: photo path in, items out."""
+
+    model: DetectionModel
+    spec: ModelParams
+    views: list[View]
+    postprocess: PostprocessParams
+    labels: LabelSet
+    max_side: int
+    device: torch.device
+    precision: str
+
+    def __call__(self, path: Path | str) -> tuple[Photo, list[Item]]:
+        photo = read_photo(path, self.spec, max(v.scale for v in self.views))
+        return photo, segment_photo(self.model, photo, self.views, self.spec, self.postprocess, self.labels,
+                                    self.max_side, self.device, self.precision)

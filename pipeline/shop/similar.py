@@ -1,0 +1,62 @@
+"""Similar items of a photo's items: each item described as the catalogue was, searched within its category."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as F
+
+from pipeline.config.model import ModelParams
+from pipeline.data.labels import LabelSet
+from pipeline.data.transforms import fit_scale, scaled_size
+from pipeline.evaluation.search import resize_nearest
+from pipeline.models.contract import DetectionModel
+from pipeline.shop.features import embed
+from pipeline.shop.index import Catalogue
+from pipeline.shop.render import caption, tile
+from pipeline.shop.segment import Item, Photo
+
+
+def item_vectors(model: DetectionModel, photo: Photo, items: Sequence[Item], spec: ModelParams, kind: str,
+                 device: torch.device, precision: str) -> np.ndarray:
+    """The ``kind`` descriptors of the items, from the photo at the model's fitted size (as the catalogue's were)."""
+    size = scaled_size(photo.height, photo.width, fit_scale(photo.height, photo.width, spec.min_size, spec.max_size))
+    image = F.to_dtype(F.resize(photo.pixels, list(size), antialias=True), torch.float32, scale=True)
+    factors = torch.tensor([size[1] / photo.width, size[0] / photo.height] * 2)
+    boxes = torch.tensor([item.box for item in items], dtype=torch.float32).reshape(-1, 4) * factors
+    masks = torch.from_numpy(np.stack([resize_nearest(item.mask, size) for item in items]).astype(np.uint8)
+                             if items else np.zeros((0, *size), np.uint8))
+    return embed(model, [image], [boxes], [masks], device, precision)[kind]
+
+
+def similar_items(catalogue: Catalogue, vectors: np.ndarray, items: Sequence[Item], k: int,
+                  labels: LabelSet) -> list[list[dict]]:
+    """For each item, up to ``k`` catalogue items of its category, most similar first, with their labels."""
+    found = []
+    for vector, item in zip(vectors, items, strict=True):
+        hits = catalogue.search(vector[None], k, category=item.category)[0]
+        rows = catalogue.items.iloc[[i for i, _ in hits]]
+        found.append([{"image_id": row.image_id, "box": [round(float(v), 1) for v in (row.x0, row.y0, row.x1, row.y1)],
+                       "class_id": labels.format(labels.make(int(row.category), [int(a) for a in row.attributes])),
+                       "similarity": round(similarity, 4)}
+                      for row, (_, similarity) in zip(rows.itertuples(), hits, strict=True)])
+    return found
+
+
+def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], results: Sequence[Sequence[dict]],
+               image_dir: Path, labels: LabelSet) -> list[list[Image.Image]]:
+    """Contact-sheet tiles: per item, its crop from the photo, then each result's crop from its catalogue image."""
+    to_grid = np.array([photo_image.width / photo.width, photo_image.height / photo.height] * 2)
+    rows = []
+    for item, found in zip(items, results, strict=True):
+        row = [tile(photo_image, np.array(item.box) * to_grid, caption(item, labels, attributes=0))]
+        for result in found:
+            with Image.open(image_dir / result["image_id"]) as image:
+                row.append(tile(image.convert("RGB"), result["box"],
+                                f"{result['class_id']}\nsimilarity {result['similarity']:.3f}"))
+        rows.append(row)
+    return rows

@@ -1,0 +1,63 @@
+"""Stage index: the catalogue of similar items, every true instance of the training folds described by the model.
+
+Writes ``<out>/catalogue.faiss``, ``<out>/items.parquet`` and ``<out>/manifest.json``
+(``pipeline.shop.index``), and the retrieval scores on the validation fold to ``--metrics``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config.params import load_section
+from pipeline.config.shop import IndexParams
+from pipeline.config.training import TrainParams
+from pipeline.data.attributes import groups_of
+from pipeline.data.dataset import InstanceDataset
+from pipeline.data.folds import split
+from pipeline.data.labels import load_labels
+from pipeline.inference.predict import checkpoint_path, load_model, resolve_device
+from pipeline.models import registry
+from pipeline.shop.build import Sources, build_catalogue, catalogue_key
+from pipeline.shop.features import require_features
+from pipeline.shop.index import save_catalogue
+from pipeline.utils.io import write_json
+from stages._cli import parser, run
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--run-dir", type=Path, required=True, help="training run folder of index.family (best.pt)")
+    cli.add_argument("--instances", type=Path, required=True, help="instance table of the images (the cache's)")
+    cli.add_argument("--images", type=Path, required=True, help="folder of those images")
+    cli.add_argument("--folds", type=Path, required=True, help="folds.csv")
+    cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
+    cli.add_argument("--out", type=Path, required=True, help="catalogue folder to write")
+    cli.add_argument("--metrics", type=Path, required=True, help="retrieval scores (JSON) to write")
+    args = cli.parse_args()
+    params = load_section(args.params, "index", IndexParams)
+    config = registry.load(args.params, params.family)
+    labels = load_labels(args.labels)
+    device = resolve_device(params.device)
+    checkpoint = checkpoint_path(args.run_dir, "best", doing="indexing")
+    model = load_model(checkpoint, config, device, len(labels.attributes))
+    require_features(model, params.family)
+    instances = pd.read_parquet(args.instances)
+    train_ids, val_ids = split(pd.read_csv(args.folds), load_section(args.params, "train", TrainParams).fold,
+                               str(args.folds))
+    datasets = [InstanceDataset(instances[instances.image_id.isin(ids)], args.images, config.model.min_size,
+                                config.model.max_size, len(labels.attributes)) for ids in (train_ids, val_ids)]
+    catalogue, metrics = build_catalogue(Sources(model, catalogue_key(checkpoint, config), *datasets, args.images,
+                                                 device), params, groups_of(labels))
+    save_catalogue(args.out, catalogue)
+    write_json(args.metrics, metrics)
+    pattern = metrics["attribute_groups"].get("textile pattern", {})
+    print(f"{args.out}: {metrics['catalogue_items']} items, {metrics['features']} features, {params.kind} index; "
+          f"precision@{params.k} category {metrics['category']['precision']:.3f} "
+          f"(random {metrics['category']['random']:.3f}), textile pattern {pattern.get('precision', float('nan')):.3f} "
+          f"(random {pattern.get('random', float('nan')):.3f})")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,43 @@
+"""Stage segment (not in dvc.yaml: run on demand): any photos in, each item's category, attributes and mask out.
+
+  python -m stages.segment PHOTO [PHOTO ...] [--run-dir models/maskrcnn] [--out segmented]
+
+Uses the trained model of ``model.family`` (or ``--family``) with ``predict``'s TTA views and the
+family's tuned post-processing. Writes ``<out>/<name>.png`` (the items drawn over the photo) and
+``<out>/<name>.json`` (category and attribute ids and names, score, box in photo pixels, mask as
+Kaggle and COCO RLE on the grid of ``segment.max_side``). A photo that cannot be read is reported
+and skipped; the others still run, and the exit status is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.shop.render import items_json, overlay
+from pipeline.shop.segment import photo_on_grid
+from pipeline.utils.io import atomic_path, write_json
+from stages._cli import add_family, parser, run
+from stages._photos import add_model_arguments, for_each_photo, open_segmenter
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    add_family(cli)
+    cli.add_argument("photos", type=Path, nargs="+", help="JPEG or PNG files of any size")
+    add_model_arguments(cli)
+    cli.add_argument("--out", type=Path, default=Path("segmented"), help="folder to write (default: segmented)")
+    args = cli.parse_args()
+    segment, model_info = open_segmenter(args, args.family)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def work(path: Path, name: str) -> str:
+        photo, items = segment(path)
+        with atomic_path(args.out / f"{name}.png") as tmp:
+            overlay(photo_on_grid(photo, segment.max_side), items, segment.labels).save(tmp, format="PNG")
+        write_json(args.out / f"{name}.json", items_json(photo, items, segment.labels, model_info))
+        return f"{len(items)} item(s) -> {args.out / name}.png, .json"
+
+    for_each_photo(args.photos, work, "segmented")
+
+if __name__ == "__main__":
+    run(main)
