@@ -71,5 +71,5 @@ def build_catalogue(sources: Sources, params: IndexParams, groups: Groups) -> tu
         metrics["ivf_recall_at_k"] = ivf_recall(vectors, queried[chosen], params.k, params.nlist, params.nprobe,
                                                 params.seed)
     manifest = {"key": sources.key, "features": chosen, "kind": params.kind, "image_dir": str(sources.image_dir),
-                "items": len(items), "dimensions": int(vectors.shape[1]) if len(vectors) else 0}
+                "items": len(items), "dimensions": int(vectors.shape[1])}
     return Catalogue(index, sorted_items, manifest), metrics

@@ -24,7 +24,7 @@ from pipeline.kaggle.session import (
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DVC_ORDER = ["download", "prepare", "folds", "cache", "train@maskrcnn", "predict@maskrcnn", "tune@maskrcnn",
-             "evaluate@maskrcnn", "submission", "compare"]
+             "evaluate@maskrcnn", "submission", "compare", "index"]
 
 
 def with_families(*families: str, chosen: str = "maskrcnn") -> dict:

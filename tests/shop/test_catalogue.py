@@ -112,10 +112,12 @@ def test_a_catalogue_built_with_another_model_is_refused(tmp_path):
 
 
 def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tmp_path, offline):
-    """Index the run's catalogue, find similar items of a test photo; a changed model section is refused."""
+    """Index the run's catalogue (IVF), find similar items of a test photo; a bad photo is skipped by stage
+    segment; a changed model section is refused."""
     root, labels = trained, str(REPO / "pipeline" / "data" / "label_descriptions.json")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["maskrcnn"]["box_score_thresh"] = 0.0  # the 2-step model scores little: take what it finds
+    params["index"].update(kind="ivf", nlist=4, nprobe=2)  # the approximate index, end to end
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     common = ["--params", str(tmp_path / "params.yaml")]
     done = stage("index", *common, "--run-dir", str(root / "run"), "--instances", str(root / "instances.parquet"),
@@ -124,6 +126,8 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "retrieval.json").read_text())
     assert metrics["catalogue_items"] > 0 and metrics["features"] in metrics["by_features"]
+    assert 0 < metrics["ivf_recall_at_k"] <= 1 and json.loads((tmp_path / "index" / "manifest.json").read_text())[
+        "kind"] == "ivf"
     (tmp_path / "tuned").mkdir()
     tuned = params_file(tmp_path / "tuned", postprocess={"score_thresh": 0.0})
     photo = sorted((small_dataset / "test").iterdir())[0]
