@@ -24,6 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.shop.index import Catalogue, build_index  # noqa: E402
+from pipeline.shop.scores import recall_at_k  # noqa: E402
 
 CATEGORIES = 46
 
@@ -57,11 +58,6 @@ def measure(catalogue: Catalogue, queries: np.ndarray, args) -> dict:
             "query_ms_one_in_category": round(in_category * 1e3, 2)}
 
 
-def recall(ids: np.ndarray, exact: np.ndarray, k: int) -> float:
-    """The share of the exact top k that the approximate search returns."""
-    return round(float(np.mean([len(set(a) & set(e)) / k for a, e in zip(ids, exact, strict=True)])), 4)
-
-
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--sizes", type=int, nargs="+", default=[330_000, 1_000_000])
@@ -91,7 +87,7 @@ def main() -> None:
                           **measure(Catalogue(index, items, {}), queries, args)}
                 ids = index.search(queries, args.k)[1]
                 exact = ids if exact is None else exact
-                result["recall_at_k"] = recall(ids, exact, args.k)
+                result["recall_at_k"] = recall_at_k(ids, exact)
                 results.append(result)
                 print(json.dumps(result))
     if args.json:

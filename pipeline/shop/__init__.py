@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "catalogue": ["embed_instances"],
         "index": ["Catalogue", "CatalogueError", "build_index", "load_catalogue", "save_catalogue"],
         "build": ["build_catalogue", "catalogue_key"],
-        "scores": ["retrieval_scores", "ivf_recall"],
+        "scores": ["retrieval_scores", "recall_at_k"],
         "segment": ["Item", "Photo", "PhotoError", "read_photo", "segment_photo"],
         "render": ["overlay", "items_json", "contact_sheet", "tile"],
     },

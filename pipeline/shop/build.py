@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from pipeline.config.shop import FEATURE_KINDS, IndexParams
@@ -15,8 +14,8 @@ from pipeline.data.dataset import InstanceDataset
 from pipeline.models.contract import DetectionModel
 from pipeline.models.registry import ModelConfig
 from pipeline.shop.catalogue import embed_instances
-from pipeline.shop.index import Catalogue, build_index, sorted_by_category
-from pipeline.shop.scores import ivf_recall, retrieval_scores
+from pipeline.shop.index import Catalogue, build_index
+from pipeline.shop.scores import recall_at_k, retrieval_scores
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.fingerprint import file_digest
 from pipeline.utils.io import as_json
@@ -42,11 +41,6 @@ class Sources:
     device: torch.device
 
 
-def _flat(vectors: np.ndarray, items: pd.DataFrame, params: IndexParams) -> Catalogue:
-    vectors, items = sorted_by_category(vectors, items)
-    return Catalogue(build_index(vectors, "flat", params.nlist, params.nprobe, params.seed), items, {})
-
-
 def build_catalogue(sources: Sources, params: IndexParams, groups: Groups) -> tuple[Catalogue, dict]:
     """The catalogue of ``params.kind`` with the chosen descriptor, and the metrics of every descriptor.
 
@@ -59,17 +53,23 @@ def build_catalogue(sources: Sources, params: IndexParams, groups: Groups) -> tu
         raise PipelineError("the training folds have no instances to put in the catalogue")
     queried, query_items = embed_instances(sources.model, sources.queries, params.batch_size, params.workers,
                                            sources.device, params.precision, "embed queries")
-    by_features = {kind: retrieval_scores(_flat(embedded[kind], items, params), queried[kind], query_items,
-                                          params.k, groups) for kind in FEATURE_KINDS}
+    order = np.argsort(items.category.to_numpy(), kind="stable")  # each category a range of ids
+    items = items.iloc[order].reset_index(drop=True)
+    exact = {kind: Catalogue(build_index(embedded[kind][order], "flat", params.nlist, params.nprobe, params.seed),
+                             items, {}) for kind in FEATURE_KINDS}
+    by_features = {kind: retrieval_scores(exact[kind], queried[kind], query_items, params.k, groups)
+                   for kind in FEATURE_KINDS}
     chosen = (max(FEATURE_KINDS, key=lambda kind: by_features[kind]["score"]) if params.features == "auto"
               else params.features)
-    vectors, sorted_items = sorted_by_category(embedded[chosen], items)
-    index = build_index(vectors, params.kind, params.nlist, params.nprobe, params.seed)
+    vectors = embedded[chosen][order]
+    index = exact[chosen].index if params.kind == "flat" else build_index(vectors, params.kind, params.nlist,
+                                                                         params.nprobe, params.seed)
     metrics = {"features": chosen, "kind": params.kind, "k": params.k, "catalogue_items": len(items),
                "queries": len(query_items), **by_features[chosen], "by_features": by_features}
     if params.kind == "ivf":
-        metrics["ivf_recall_at_k"] = ivf_recall(vectors, queried[chosen], params.k, params.nlist, params.nprobe,
-                                                params.seed)
+        queries = np.ascontiguousarray(queried[chosen])
+        metrics["ivf_recall_at_k"] = recall_at_k(index.search(queries, params.k)[1],
+                                                 exact[chosen].index.search(queries, params.k)[1])
     manifest = {"key": sources.key, "features": chosen, "kind": params.kind, "image_dir": str(sources.image_dir),
                 "items": len(items), "dimensions": int(vectors.shape[1])}
-    return Catalogue(index, sorted_items, manifest), metrics
+    return Catalogue(index, items, manifest), metrics

@@ -74,11 +74,6 @@ class Catalogue:
                 for row_ids, row_scores in zip(ids, scores, strict=True)]
 
 
-def sorted_by_category(vectors: np.ndarray, items: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    order = np.argsort(items.category.to_numpy(), kind="stable")
-    return vectors[order], items.iloc[order].reset_index(drop=True)
-
-
 def save_catalogue(folder: Path | str, catalogue: Catalogue) -> None:
     """Write the index, the items and (last, marking the folder complete) the manifest, each atomically."""
     folder = Path(folder)

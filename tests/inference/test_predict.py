@@ -200,10 +200,13 @@ def test_all_views_in_one_forward_map_each_view_back_as_separate_forwards_do():
     records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
     images = [torch.zeros((3, r.height, r.width), dtype=torch.uint8) for r in records]
     images[0][:, 20:50, 30:100], images[1][:, 60:130, 5:40] = 255, 255
-    views = make_views((1.0, 1.2), True)
-    each = predict_batch(StandInDetector(), images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"))
-    stacked = predict_batch(StandInDetector(), images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"),
+    views, batches = make_views((1.0, 1.2), True), []
+    model = StandInDetector()
+    model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
+    each = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"))
+    stacked = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"),
                             stack_views=True)
+    assert batches == [2, 2, 2, 2, 8], "one forward per view, then one for all four views of both images"
     for got, expected in zip(stacked, each, strict=True):
         assert sorted(got.views.tolist()) == [0, 1, 2, 3]
         assert_same_detections(got, expected, mask_levels=0)

@@ -17,7 +17,7 @@ from pipeline.data.dataset import InstanceDataset
 from pipeline.shop.catalogue import embed_instances
 from pipeline.shop.features import embed
 from pipeline.shop.index import Catalogue, CatalogueError, build_index, load_catalogue, save_catalogue
-from pipeline.shop.scores import ivf_recall, retrieval_scores
+from pipeline.shop.scores import recall_at_k, retrieval_scores
 
 from model_configs import one_image, tiny_config
 from stage_runs import REPO, params_file, stage
@@ -72,8 +72,12 @@ def test_a_catalogue_item_finds_itself_first_and_a_category_search_stays_in_its_
 def test_ivf_recall_is_one_when_every_cluster_is_searched_and_measured_against_exact_search(seed):
     rng = np.random.default_rng(seed)
     gallery, queries = _unit(rng, 300, 16), _unit(rng, 20, 16)
-    assert ivf_recall(gallery, queries, 5, nlist=8, nprobe=8, seed=0) == 1.0
-    assert 0.0 < ivf_recall(gallery, queries, 5, nlist=8, nprobe=1, seed=0) <= 1.0
+    exact = build_index(gallery, "flat", 8, 8, 0).search(queries, 5)[1]
+    ivf = build_index(gallery, "ivf", 8, 8, 0)
+    assert recall_at_k(ivf.search(queries, 5)[1], exact) == 1.0
+    ivf.nprobe = 1
+    assert 0.0 < recall_at_k(ivf.search(queries, 5)[1], exact) <= 1.0
+    assert recall_at_k(exact[::-1], exact) < 1.0, "another query's results are not this one's"
 
 
 def test_an_ivf_category_search_returns_only_that_category():

@@ -70,6 +70,7 @@ def test_the_fused_optimizer_steps_to_the_weights_of_the_default_one(name):
         model(torch.zeros(1, 3, 8, 8))
         params = TRAIN.model_copy(update={"optimizer": name, "fused_optimizer": fused})
         step = optimizer(model, params)
+        assert step.defaults["fused"] is (True if fused else None), "the param picks the implementation"
         for seed in range(3):
             model(torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed))).square().sum().backward()
             step.step()
