@@ -18,6 +18,17 @@ def parser(description: str) -> argparse.ArgumentParser:
     return cli
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def add_family(cli: argparse.ArgumentParser) -> None:
     """--family: the model family to run (dvc.yaml's per-family stages pass it); default ``model.family``."""
     cli.add_argument("--family", help="model family (a params section, e.g. maskrcnn or unet); default: model.family")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from pipeline.config.inference import PostprocessParams, PredictParams
+from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.config.shop import SegmentParams
+from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
 from pipeline.inference.predict import checkpoint_path, load_model, make_views
 from pipeline.models import registry
@@ -36,13 +36,16 @@ def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmen
     config = registry.load(args.params, family)
     segment = load_section(args.params, "segment", SegmentParams)
     predict = load_section(args.params, "predict", PredictParams)
-    postprocess = load_section(tuned_postprocess(args.params, args.tuned, family), "postprocess", PostprocessParams)
+    tuned_path = tuned_postprocess(args.params, args.tuned, family)
+    tuned = load_tuned(tuned_path)
     labels = load_labels(args.labels)
     device = torch.device("cuda" if use_cuda(segment.device, "segment") else "cpu")
-    checkpoint = checkpoint_path(args.run_dir or Path("models") / family, "best", doing="segmenting")
+    run_dir = args.run_dir or Path("models") / family
+    tuned.require_family(family, tuned_path, f"the model of {run_dir}")
+    checkpoint = checkpoint_path(run_dir, "best", doing="segmenting")
     model = load_model(checkpoint, config, device, len(labels.attributes))
     views = make_views(predict.scales, predict.hflip)
-    segmenter = Segmenter(model, config.model, views, postprocess, labels, segment.max_side, device,
+    segmenter = Segmenter(model, config.model, views, tuned.postprocess, labels, segment.max_side, device,
                           segment.precision if device.type == "cuda" else "fp32")
     return segmenter, {"family": family, "checkpoint": str(checkpoint), "views": [v.name for v in views]}
 
@@ -62,10 +65,26 @@ def for_each_photo(paths: list[Path], work: Callable[[Path, str], str], doing: s
 
 
 def output_names(paths: list[Path]) -> list[str]:
-    """Each photo's file stem, numbered where two photos share one."""
-    seen: Counter = Counter()
+    """A distinct output name for each photo: its file stem, numbered (``-2``, ``-3``, ...) when an earlier photo
+    took it, whatever the folders and extensions; compared without case, as macOS and Windows do."""
+    taken: set[str] = set()
     names = []
     for path in paths:
-        seen[path.stem] += 1
-        names.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
+        name, number = path.stem, 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{path.stem}-{number}"
+        taken.add(name.casefold())
+        names.append(name)
     return names
+
+
+def output_folder(path: Path) -> Path:
+    """``--out``, made if need be; a clear error when it is a file."""
+    if path.exists() and not path.is_dir():
+        raise PipelineError(f"{path}: --out must be a folder, and this is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot make the output folder ({exc.strerror or exc})") from exc
+    return path

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.comparison import families as comparison
 from pipeline.comparison import table
 from pipeline.config.comparison import CompareParams
@@ -19,8 +17,9 @@ from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.config.training import TrainParams
+from pipeline.data.annotations import read_instances
 from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import split
+from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
 from pipeline.utils.io import write_json
 from stages._cli import parser, run
@@ -43,8 +42,8 @@ def main() -> None:
     train = load_section(args.params, "train", TrainParams)
     predict = load_section(args.params, "predict", PredictParams)
     num_attributes = len(load_labels(args.labels).attributes)
-    _, val_ids = split(pd.read_csv(args.folds), train.fold, str(args.folds))
-    instances = pd.read_parquet(args.instances)
+    _, val_ids = split(read_folds(args.folds), train.fold, str(args.folds))
+    instances = read_instances(args.instances)
     dataset = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, model.min_size,
                               model.max_size, num_attributes)
     rows = comparison.compare(Path(args.params), model.family, args.models, args.evaluation, dataset,

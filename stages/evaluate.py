@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config.inference import EvaluateParams, PostprocessParams
 from pipeline.config.params import load_section
+from pipeline.config.tuned import load_tuned
+from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
 from pipeline.evaluation import report, search
 from pipeline.inference import store
@@ -34,13 +34,15 @@ def main() -> None:
     cli.add_argument("--image-scores", type=Path, help="CSV of each image's submitted score (stage compare's input)")
     args = cli.parse_args()
     default = load_section(args.params, "postprocess", PostprocessParams)
-    tuned = load_section(args.tuned, "postprocess", PostprocessParams)
+    tuned_file = load_tuned(args.tuned)
+    tuned = tuned_file.postprocess
     params = load_section(args.params, "evaluate", EvaluateParams)
     labels = load_labels(args.labels)
     check_attribute_settings(tuned, labels)
     predictions = store.read(args.predictions)
+    tuned_file.require_family(predictions.family, args.tuned, f"the predictions in {args.predictions}")
     records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
-    table = pd.read_parquet(args.instances)
+    table = read_instances(args.instances)
     truth = search.truth_on_grid(table, records, tuned)
     with search.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
         metrics, submitted = report.scores(scorer, records, default, tuned, params.match_on)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config.params import FoldsParams, load_section
+from pipeline.data.annotations import read_instances
 from pipeline.data.folds import fold_balance, make_folds
 from pipeline.data.labels import load_labels
 from pipeline.utils.io import atomic_write, write_json
@@ -21,7 +20,7 @@ def main() -> None:
     cli.add_argument("--metrics", type=Path, required=True, help="fold balance (JSON)")
     args = cli.parse_args()
     params = load_section(args.params, "folds", FoldsParams)
-    instances = pd.read_parquet(args.instances, columns=["image_id", "category"])
+    instances = read_instances(args.instances, columns=["image_id", "category"])
     n_categories = len(load_labels(args.labels).categories)
     folds = make_folds(instances, n_categories, params.n_folds, params.seed, str(args.instances))
     atomic_write(args.out, folds.to_csv(index=False))

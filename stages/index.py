@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config.params import load_section
 from pipeline.config.shop import IndexParams
 from pipeline.config.training import TrainParams
+from pipeline.data.annotations import read_instances
 from pipeline.data.attributes import groups_of
 from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import split
+from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
 from pipeline.inference.predict import checkpoint_path, load_model, resolve_device
 from pipeline.models import registry
@@ -43,8 +42,8 @@ def main() -> None:
     checkpoint = checkpoint_path(args.run_dir, "best", doing="indexing")
     model = load_model(checkpoint, config, device, len(labels.attributes))
     require_features(model, params.family)
-    instances = pd.read_parquet(args.instances)
-    train_ids, val_ids = split(pd.read_csv(args.folds), load_section(args.params, "train", TrainParams).fold,
+    instances = read_instances(args.instances)
+    train_ids, val_ids = split(read_folds(args.folds), load_section(args.params, "train", TrainParams).fold,
                                str(args.folds))
     datasets = [InstanceDataset(instances[instances.image_id.isin(ids)], args.images, config.model.min_size,
                                 config.model.max_size, len(labels.attributes)) for ids in (train_ids, val_ids)]

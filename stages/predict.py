@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config.inference import PredictParams
 from pipeline.config.params import load_section
 from pipeline.config.training import TrainParams
-from pipeline.data.folds import split
+from pipeline.data.annotations import read_instances
+from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
 from pipeline.inference import store as raw_predictions
 from pipeline.inference.predict import (
@@ -30,7 +29,7 @@ from pipeline.inference.predict import (
 from pipeline.models import registry
 from pipeline.models.layout import speed_up
 from pipeline.submission.rows import test_records
-from stages._cli import add_family, parser, run
+from stages._cli import add_family, parser, positive, run
 
 
 def main() -> None:
@@ -44,14 +43,15 @@ def main() -> None:
     cli.add_argument("--test-images", type=Path, required=True, help="folder of the test images")
     cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--out", type=Path, required=True, help="writes <out>/val and <out>/test")
-    cli.add_argument("--limit", type=int, help="smoke runs: the first N images of each split only")
+    cli.add_argument("--limit", type=positive, help="smoke runs: the first N images of each split only (a folder "
+                     "no other stage reads)")
     args = cli.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = registry.load(args.params, args.family)
     params = load_section(args.params, "predict", PredictParams)
     fold = load_section(args.params, "train", TrainParams).fold
-    instances = pd.read_parquet(args.instances)
-    _, val_ids = split(pd.read_csv(args.folds), fold, str(args.folds))
+    instances = read_instances(args.instances)
+    _, val_ids = split(read_folds(args.folds), fold, str(args.folds))
     splits = {
         "val": (records_of(instances, val_ids), args.train_images),
         "test": (test_records(args.sample_submission, args.test_images), args.test_images),
@@ -64,10 +64,11 @@ def main() -> None:
     predict = predict_files(model, config.model, views, params.batch_size, params.workers, device, params.precision,
                             params.stack_views)
     for name, (records, image_dir) in splits.items():
-        records = records[: args.limit] if args.limit else records
-        key = prediction_key(checkpoint, config, params, records)
-        result = raw_predictions.write(args.out / name, key, records, model.mask_format, model.num_attributes,
-                                       [v.name for v in views], lambda todo, d=image_dir: predict(todo, d),
+        limit = args.limit if args.limit and args.limit < len(records) else None
+        records = records[:limit]
+        made = raw_predictions.Made(prediction_key(checkpoint, config, params, records), config.model.family,
+                                    [v.name for v in views], model.mask_format, model.num_attributes, limit)
+        result = raw_predictions.write(args.out / name, made, records, lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")
         print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "
               f"{len(views)} view(s) ({', '.join(result.views)}) in {args.out / name}")

@@ -17,7 +17,7 @@ from pipeline.shop.render import items_json, overlay
 from pipeline.shop.segment import photo_on_grid
 from pipeline.utils.io import atomic_path, write_json
 from stages._cli import add_family, parser, run
-from stages._photos import add_model_arguments, for_each_photo, open_segmenter
+from stages._photos import add_model_arguments, for_each_photo, open_segmenter, output_folder
 
 
 def main() -> None:
@@ -27,8 +27,8 @@ def main() -> None:
     add_model_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("segmented"), help="folder to write (default: segmented)")
     args = cli.parse_args()
+    output_folder(args.out)
     segment, model_info = open_segmenter(args, args.family)
-    args.out.mkdir(parents=True, exist_ok=True)
 
     def work(path: Path, name: str) -> str:
         photo, items = segment(path)

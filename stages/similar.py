@@ -23,24 +23,24 @@ from pipeline.shop.render import contact_sheet, items_json
 from pipeline.shop.segment import photo_on_grid
 from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
 from pipeline.utils.io import atomic_path, write_json
-from stages._cli import parser, run
-from stages._photos import add_model_arguments, for_each_photo, open_segmenter
+from stages._cli import parser, positive, run
+from stages._photos import add_model_arguments, for_each_photo, open_segmenter, output_folder
 
 
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("photos", type=Path, nargs="+", help="JPEG or PNG files of any size")
-    cli.add_argument("--k", type=int, default=8, help="similar items per item (default 8)")
+    cli.add_argument("--k", type=positive, default=8, help="similar items per item (default 8)")
     cli.add_argument("--index", type=Path, default=Path("index"), help="catalogue folder (stage index)")
     add_model_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("similar"), help="folder to write (default: similar)")
     args = cli.parse_args()
+    output_folder(args.out)
     family = load_section(args.params, "index", IndexParams).family
     segment, model_info = open_segmenter(args, family)
     require_features(segment.model, family)
     catalogue = load_catalogue(args.index, catalogue_key(model_info["checkpoint"], registry.load(args.params, family)))
     kind, image_dir = catalogue.manifest["features"], Path(catalogue.manifest["image_dir"])
-    args.out.mkdir(parents=True, exist_ok=True)
 
     def work(path: Path, name: str) -> str:
         photo, items = segment(path)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config.inference import PostprocessParams, SubmissionParams
+from pipeline.config.inference import SubmissionParams
 from pipeline.config.params import load_section
+from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
 from pipeline.inference import store
 from pipeline.inference.postprocess import check_attribute_settings
@@ -27,10 +28,12 @@ def main() -> None:
     cli.add_argument("--tuned", type=Path, required=True, help="tuned postprocess section (stage tune)")
     cli.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     args = cli.parse_args()
-    params = load_section(args.tuned, "postprocess", PostprocessParams)
+    tuned = load_tuned(args.tuned)
+    params = tuned.postprocess
     labels = load_labels(args.labels)
     check_attribute_settings(params, labels)
     predictions = store.read(args.predictions)
+    tuned.require_family(predictions.family, args.tuned, f"the predictions in {args.predictions}")
     records = submission.test_records(args.sample_submission, args.test_images)
     predictions.require(records, args.predictions)
     workers = load_section(args.params, "submission", SubmissionParams).workers

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config.inference import PostprocessParams
 from pipeline.config.params import DataParams, load_section
+from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
 from pipeline.kaggle import submit as kaggle_submit
 from pipeline.kaggle.api import authenticated_api
@@ -31,9 +31,9 @@ def main() -> None:
     args = cli.parse_args()
     args.tuned = tuned_postprocess(args.params, args.tuned)
     competition = load_section(args.params, "data", DataParams).competition
-    params = load_section(args.tuned, "postprocess", PostprocessParams)
+    params = load_tuned(args.tuned).postprocess
     records = submission.test_records(args.sample_submission, args.test_images)
-    frame = submission.check_file(args.file, records, params, load_labels(args.labels))
+    frame = submission.check_file(args.file, params.grids(records), load_labels(args.labels))
     text = kaggle_submit.message(Path(args.params).resolve().parent, [Path(args.params), args.tuned], args.note)
     answer = kaggle_submit.submit(authenticated_api(), args.file, competition, text)
     print(f"submitted {args.file} ({len(frame)} rows) to {competition}: {text!r}; Kaggle says: {answer or '-'}; "

@@ -12,17 +12,16 @@ import logging
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config.params import load_section
 from pipeline.config.training import AugmentParams, TrainParams
+from pipeline.data.annotations import read_instances
 from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import split
+from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
 from pipeline.data.transforms import Augment
 from pipeline.models import registry
 from pipeline.training.loop import DEADLINE_ENV, Job, train
-from stages._cli import add_family, parser, run
+from stages._cli import add_family, parser, positive, run
 
 
 def main() -> None:
@@ -35,8 +34,8 @@ def main() -> None:
     cli.add_argument("--run-dir", type=Path, required=True, help="checkpoints and resolved params")
     cli.add_argument("--live-dir", type=Path, required=True, help="DVCLive metrics and plots")
     cli.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
-    cli.add_argument("--max-steps", type=int, help="smoke runs: stop after this many optimizer steps")
-    cli.add_argument("--limit", type=int, help="smoke runs: train on the first N training images only")
+    cli.add_argument("--max-steps", type=positive, help="smoke runs: stop after this many optimizer steps")
+    cli.add_argument("--limit", type=positive, help="smoke runs: train on the first N training images only")
     cli.add_argument("--deadline", type=float, default=os.environ.get(DEADLINE_ENV),
                      help=f"stop before this time (seconds since 1970, UTC); default: ${DEADLINE_ENV} if set")
     args = cli.parse_args()
@@ -47,8 +46,8 @@ def main() -> None:
     params = load_section(args.params, "train", TrainParams)
     labels = load_labels(args.labels)
     num_classes, num_attributes = len(labels.categories) + 1, len(labels.attributes)
-    train_ids, val_ids = split(pd.read_csv(args.folds), params.fold, str(args.folds))
-    instances = pd.read_parquet(args.instances)
+    train_ids, val_ids = split(read_folds(args.folds), params.fold, str(args.folds))
+    instances = read_instances(args.instances)
     train_ids = train_ids[: args.limit] if args.limit else train_ids
     train_set = InstanceDataset(instances[instances.image_id.isin(train_ids)], args.images, spec.min_size,
                                 spec.max_size, num_attributes, Augment(augment))

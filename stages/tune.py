@@ -11,16 +11,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
-import yaml
-
 from pipeline.config.inference import PostprocessParams, TuneParams
 from pipeline.config.params import load_section
+from pipeline.config.tuned import Tuned
+from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
 from pipeline.evaluation import search as tuning
 from pipeline.inference import store
 from pipeline.inference.postprocess import check_attribute_settings
-from pipeline.utils.io import atomic_path, write_json
+from pipeline.utils.io import atomic_write, write_json
 from stages._cli import parser, run
 
 
@@ -39,15 +38,13 @@ def main() -> None:
     predictions = store.read(args.predictions)
     records = tuning.sample(predictions.images, params.max_images, params.seed)
     detections, n_views = predictions.by_image(), len(predictions.views)
-    truth = tuning.truth_on_grid(pd.read_parquet(args.instances), records, start)
+    truth = tuning.truth_on_grid(read_instances(args.instances), records, start)
     began = time.perf_counter()
     with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
         found = tuning.search(scorer, records, start, params, labels)
         held_out, held_out_policy = tuning.held_out_score(scorer, records, start, params, labels)
     seconds = time.perf_counter() - began
-    with atomic_path(args.out) as tmp:
-        tmp.write_text("# Written by stage tune: the best post-processing on the validation fold.\n"
-                       + yaml.safe_dump({"postprocess": found.params.model_dump(mode="json")}, sort_keys=False))
+    atomic_write(args.out, Tuned(predictions.family, found.params).text())
     write_json(args.metrics, {"images": len(records), "match_on": params.match_on,
                               "default": round(found.start_score, 5),
                               "tuned_thresholds": round(found.thresholds_score, 5), "tuned": round(found.score, 5),

@@ -2,16 +2,17 @@
 
 Usage: ``python -m stages.validate_submission FILE``. Exits 0 when valid, 1 with the list of
 problems (CSV line numbers) otherwise. The grid comes from the tuned postprocess file (or
-``--grid``); the test ImageIds from the sample submission.
+``--grid``), one of the known grids either way; the test ImageIds from the sample submission.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import get_args
 
-from pipeline.config.inference import PostprocessParams
-from pipeline.config.params import load_section
+from pipeline.config.literals import Grid
+from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
 from pipeline.submission import rows as submission
 from stages._cli import parser, run, tuned_postprocess
@@ -25,15 +26,15 @@ def main() -> None:
     cli.add_argument("--labels", type=Path, default=Path("data/raw/label_descriptions.json"))
     cli.add_argument("--tuned", type=Path, help="postprocess section naming the grid; default: "
                      "tuning/<model.family>/postprocess.yaml")
-    cli.add_argument("--grid", help="override the grid: 512x512, native, ...")
+    cli.add_argument("--grid", choices=get_args(Grid), help="override the tuned file's grid")
     args = cli.parse_args()
     args.tuned = tuned_postprocess(args.params, args.tuned)
-    params = load_section(args.tuned, "postprocess", PostprocessParams)
+    params = load_tuned(args.tuned).postprocess
     if args.grid:
-        params = PostprocessParams.model_validate({**params.model_dump(), "grid": args.grid})
+        params = params.model_copy(update={"grid": args.grid})
     records = submission.test_records(args.sample_submission, args.test_images)
     labels = load_labels(args.labels)
-    frame = submission.check_file(args.file, records, params, labels)
+    frame = submission.check_file(args.file, params.grids(records), labels)
     for remark in submission.remarks(frame, labels):
         print(f"warning: {args.file}: {remark}", file=sys.stderr)
     print(f"{args.file}: valid ({len(frame)} rows, {frame.ImageId[frame.ImageId != ''].nunique()} images, "

@@ -30,9 +30,14 @@ def image_scores(path: Path, family: str) -> pd.Series:
     if not path.is_file():
         raise ComparisonError(f"{path}: missing: family {family!r} has not been evaluated "
                               f"(dvc repro evaluate@{family}, or add it to compare.families)")
-    frame = pd.read_csv(path, dtype={IMAGE_SCORE_COLUMNS[0]: str})
-    if list(frame.columns) != list(IMAGE_SCORE_COLUMNS) or frame.empty:
-        raise ComparisonError(f"{path}: expected the columns {', '.join(IMAGE_SCORE_COLUMNS)} and a row per image")
+    try:
+        frame = pd.read_csv(path, dtype={IMAGE_SCORE_COLUMNS[0]: str})
+    except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise ComparisonError(f"{path}: cannot read it as a CSV ({exc}); rerun stage evaluate@{family}") from exc
+    if (list(frame.columns) != list(IMAGE_SCORE_COLUMNS) or frame.empty
+            or not pd.api.types.is_numeric_dtype(frame[IMAGE_SCORE_COLUMNS[1]])):
+        raise ComparisonError(f"{path}: expected the columns {', '.join(IMAGE_SCORE_COLUMNS)} and a row per image "
+                              f"with a numeric score; rerun stage evaluate@{family}")
     return frame.set_index(IMAGE_SCORE_COLUMNS[0])[IMAGE_SCORE_COLUMNS[1]]
 
 

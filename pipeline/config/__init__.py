@@ -12,12 +12,13 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "params": ["ParamsError", "ParamsSection", "load_section", "DataParams", "SyntheticParams", "PrepareParams",
                    "FoldsParams"],
-        "literals": ["Device", "MatchOn", "Precision"],
+        "literals": ["Device", "Grid", "MatchOn", "Precision"],
         "model": ["ModelParams", "MaskRCNNParams", "UNetParams", "YOLACTParams", "MASKRCNN_ARCHITECTURES"],
         "training": ["AugmentParams", "CacheParams", "TrainParams"],
         "inference": ["PredictParams", "PostprocessParams", "TuneParams", "EvaluateParams", "SubmissionParams"],
         "kaggle": ["KernelBuildParams", "SessionParams"],
         "shop": ["IndexParams", "SegmentParams", "FeatureKind", "FEATURE_KINDS"],
         "sections": ["SECTIONS", "STAGE_SECTIONS"],
+        "tuned": ["Tuned", "load_tuned"],
     },
 )

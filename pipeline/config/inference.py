@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.config.literals import Device, MatchOn, Precision
+from pipeline.config.literals import Device, Grid, MatchOn, Precision
 from pipeline.config.params import ParamsSection
 
 # What a detection of an attribute-carrying category becomes: its category with the predicted attributes,
@@ -63,14 +62,7 @@ class PostprocessParams(ParamsSection):
                                            description="per attribute group exceptions to attribute_thresh")
     exclusive_groups: tuple[str, ...] = Field(EXCLUSIVE_GROUPS, description="groups of which at most one is chosen")
     attribute_categories: tuple[int, ...] = ATTRIBUTE_CATEGORIES
-    grid: str = Field(description="'512x512' (what the competition scored) or 'native' (each image's own size)")
-
-    @field_validator("grid")
-    @classmethod
-    def _grid(cls, grid: str) -> str:
-        if grid != "native" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", grid):
-            raise ValueError(f"grid must be 'native' or HEIGHTxWIDTH such as '512x512', got {grid!r}")
-        return grid
+    grid: Grid = Field(description="'512x512' (what the competition scored) or 'native' (each image's own size)")
 
     @model_validator(mode="after")
     def _attribute_settings(self) -> PostprocessParams:

@@ -10,3 +10,5 @@ Precision = Literal["fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 #: What two ClassIds must share to be matched by the competition metric: the whole string or the category.
 MatchOn = Literal["class_id", "category"]
+#: The grids a submission's masks are encoded on: 512 x 512, as the competition scored, or each image's own size.
+Grid = Literal["512x512", "native"]

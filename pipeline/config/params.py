@@ -105,23 +105,39 @@ def _type_name(annotation: object) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
+def read_params(path: Path | str) -> dict:
+    """The mapping of a params-like YAML file; a :class:`ParamsError` naming the file otherwise."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{path}: cannot read params: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: not a mapping of sections")
+    return data
+
+
+def validate_section(data: dict, name: str, model: type[T], path: Path | str, complete: bool = False) -> T:
+    """Section ``name`` of a file's mapping ``data`` as ``model``; with ``complete``, every field must be written
+    out (no default may stand in for it). Errors name the file and the section."""
+    if name not in data:
+        raise ParamsError(f"{path}: no '{name}' section")
+    if problems := _booleans_as_numbers(model, data[name]):
+        raise ParamsError(f"{path}: section '{name}': {'; '.join(problems)}")
+    section = data[name]
+    if complete and isinstance(section, dict) and (missing := [k for k in _field_types(model) if k not in section]):
+        raise ParamsError(f"{path}: section '{name}' lacks {', '.join(missing)}")
+    try:
+        return TypeAdapter(model).validate_python(data[name])
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: section '{name}': {exc}") from exc
+
+
 def load_section(path: Path | str, name: str, model: type[T]) -> T:
     """Read section ``name`` of a params file into ``model`` (a pydantic model or dataclass).
 
     Errors name the file and the section.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParamsError(f"{path}: cannot read params: {exc}") from exc
-    if not isinstance(data, dict) or name not in data:
-        raise ParamsError(f"{path}: no '{name}' section")
-    if problems := _booleans_as_numbers(model, data[name]):
-        raise ParamsError(f"{path}: section '{name}': {'; '.join(problems)}")
-    try:
-        return TypeAdapter(model).validate_python(data[name])
-    except ValidationError as exc:
-        raise ParamsError(f"{path}: section '{name}': {exc}") from exc
+    return validate_section(read_params(path), name, model, path)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any], source: str, where: str = "") -> dict[str, Any]:

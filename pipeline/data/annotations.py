@@ -8,7 +8,7 @@ skip; nothing is dropped without being counted in the report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,9 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.data import rle
-from pipeline.data.csv_strings import read_strings
+from pipeline.data.csv_strings import line_numbers, read_strings
 from pipeline.data.labels import LabelError, LabelSet
 from pipeline.utils.errors import PipelineError
+from pipeline.utils.paths import inside, name_problem
+from pipeline.utils.tables import read_parquet
 
 TRAIN_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width", "ClassId")
 #: The header of a submission (and of sample_submission.csv).
@@ -33,6 +35,7 @@ MAX_SIDE = 65535
 PROBLEM_KINDS = {
     "blank_line": "row dropped: the line is empty or holds only commas",
     "missing_image_id": "row dropped: ImageId is empty",
+    "invalid_image_id": "row dropped: ImageId is not a plain file name (a folder, '..', an absolute path, a NUL)",
     "invalid_size": f"row dropped: Height or Width is not an integer from 1 to {MAX_SIDE} (the largest JPEG side)",
     "empty_mask": "row dropped: EncodedPixels is empty",
     **{f"rle_{kind}": f"row dropped: EncodedPixels {what}" for kind, what in (
@@ -88,11 +91,11 @@ class Report:
 def read_train_csv(path: Path | str) -> pd.DataFrame:
     """All columns as strings (nothing parsed, nothing turned into NaN), plus each row's line in the file.
 
-    Blank lines are kept as rows of empty fields, so that ``csv_line`` is the row's real line (the
-    header is line 1); :func:`prepare` counts them.
+    Blank lines are kept as rows of empty fields, and quoted line breaks counted, so that
+    ``csv_line`` is the line the row starts on (the header is line 1); :func:`prepare` counts blank lines.
     """
     frame = read_strings(path, DataError, TRAIN_COLUMNS)
-    frame["csv_line"] = np.arange(len(frame), dtype=np.int64) + 2
+    frame["csv_line"] = line_numbers(frame)
     return frame
 
 
@@ -120,6 +123,10 @@ def _check_rows(frame: pd.DataFrame, labels: LabelSet, report: Report) -> pd.Dat
     frame = _drop_rows(frame, bad, "blank_line", ["no field has a value"] * int(bad.sum()), report)
     bad = (frame.ImageId.str.strip() == "").to_numpy()
     frame = _drop_rows(frame, bad, "missing_image_id", ["ImageId is empty"] * int(bad.sum()), report)
+    problems = {name: problem for name in frame.ImageId.unique() if (problem := name_problem(name))}
+    bad = frame.ImageId.isin(problems).to_numpy()
+    frame = _drop_rows(frame, bad, "invalid_image_id", [f"not a plain file name: {problems[name]}"
+                                                        for name in frame.ImageId[bad]], report)
 
     height = pd.to_numeric(frame.Height, errors="coerce")
     width = pd.to_numeric(frame.Width, errors="coerce")
@@ -180,7 +187,7 @@ def _check_images(frame: pd.DataFrame, image_dir: Path | None, on_size_mismatch:
     missing, unreadable, mismatched = {}, {}, {}
     for image_id, height, width in tqdm(claimed.itertuples(name=None), total=len(claimed),
                                         desc="JPEG headers", unit="img"):
-        path = image_dir / image_id
+        path = inside(image_dir, image_id, "ImageId")
         try:
             real = jpeg_size(path)
         except FileNotFoundError:
@@ -209,6 +216,12 @@ def _check_images(frame: pd.DataFrame, image_dir: Path | None, on_size_mismatch:
 
 INSTANCE_COLUMNS = ("image_id", "height", "width", "class_id", "category", "attributes", "rle", "area",
                     "bbox_x", "bbox_y", "bbox_w", "bbox_h", "csv_line")
+
+
+def read_instances(path: Path | str, columns: Sequence[str] = INSTANCE_COLUMNS) -> pd.DataFrame:
+    """An instance table (stage prepare's, or the cache's at the cached size) with ``columns``; a clear error
+    naming the file when it is missing, cut short or lacks one."""
+    return read_parquet(path, columns)
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,47 @@
 pandas' C reader is fast (``train.csv`` has hundreds of thousands of rows) but quiet about two things a data check
 must not miss. It takes a first data row with one field more than the header as an index column
 and shifts every field of every row by one; and it skips blank lines, so counting rows no longer
-gives line numbers. Both are handled here, for ``train.csv`` and for submission files alike.
+gives line numbers. Both are handled here, for ``train.csv`` and for submission files alike. A quoted
+field may also hold a line break, so a row can span several lines: :func:`line_numbers` counts them.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.utils.errors import PipelineError
 
+# The csv module refuses fields over 131,072 characters by default; one mask of a 6-megapixel photo can be longer.
+_FIELD_LIMIT = 2**31 - 1
+# A line break as the csv module counts lines: CRLF, or a lone CR or LF.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def line_numbers(frame: pd.DataFrame) -> np.ndarray:
+    """The line of the file on which each row of :func:`read_strings`' table starts (the header is line 1).
+
+    Row ``k`` is on line ``k + 2`` unless earlier rows hold quoted line breaks, each of which
+    moves every later row down by one line.
+    """
+    breaks = np.zeros(len(frame), dtype=np.int64)
+    for column in frame.columns:
+        values = frame[column]
+        if not pd.api.types.is_string_dtype(values):
+            continue
+        holds = (values.str.contains("\n", regex=False) | values.str.contains("\r", regex=False)).to_numpy(bool)
+        if holds.any():
+            breaks[holds] += values[holds].str.count(_LINE_BREAK.pattern).to_numpy(np.int64)
+    return np.arange(len(frame), dtype=np.int64) + 2 + np.cumsum(breaks) - breaks
+
 
 def _header_and_first_row(path: Path, error: type[PipelineError]) -> tuple[list[str] | None, list[str] | None, int]:
     """The header, the first non-blank row after it, and that row's line number."""
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)

@@ -15,8 +15,10 @@ from torchvision.transforms.v2 import functional as F
 from pipeline.data import rle
 from pipeline.data.annotations import DataError
 from pipeline.data.attributes import multi_hot
+from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import Augment, fit_scale, resize, scaled_size
 from pipeline.utils.fingerprint import text_digest
+from pipeline.utils.paths import inside
 
 
 def load_image(path: Path, height: int, width: int, scale: float) -> torch.Tensor:
@@ -31,7 +33,7 @@ def load_image(path: Path, height: int, width: int, scale: float) -> torch.Tenso
                 raise DataError(f"{path}: image is {image.size[0]}x{image.size[1]}, the table says {width}x{height}")
             target = scaled_size(height, width, min(scale, 1.0))
             image.draft("RGB", (target[1], target[0]))
-            return F.pil_to_tensor(image.convert("RGB"))
+            return F.pil_to_tensor(to_rgb(image))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image not found") from exc
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:  # PIL raises SyntaxError on some broken headers
@@ -107,7 +109,7 @@ class InstanceDataset(torch.utils.data.Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         item = self.images[index]
         scale = fit_scale(item.height, item.width, self.min_size, self.max_size)
-        path = self.image_dir / item.image_id
+        path = inside(self.image_dir, item.image_id, "image_id of the instance table")
         high = self.augment.scale_range[1] if self.augment and seed is not None else 1.0
         image = load_image(path, item.height, item.width, scale * high)
         try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from pipeline.utils.errors import PipelineError
+
+#: The columns of folds.csv.
+FOLD_COLUMNS = ("ImageId", "fold")
 
 
 class FoldError(PipelineError, ValueError):
@@ -32,7 +37,7 @@ def make_folds(instances: pd.DataFrame, n_categories: int, n_folds: int, seed: i
     fold = np.empty(image_ids.size, dtype=np.int64)
     for k, (_, held_out) in enumerate(splitter.split(np.zeros((image_ids.size, 1)), presence)):
         fold[held_out] = k
-    return pd.DataFrame({"ImageId": image_ids, "fold": fold})
+    return pd.DataFrame({FOLD_COLUMNS[0]: image_ids, FOLD_COLUMNS[1]: fold})
 
 
 def fold_balance(instances: pd.DataFrame, folds: pd.DataFrame, n_categories: int) -> dict:
@@ -47,6 +52,24 @@ def fold_balance(instances: pd.DataFrame, folds: pd.DataFrame, n_categories: int
         "max_category_share_deviation": round(float(deviation.max()), 4),
         "mean_category_share_deviation": round(float(deviation[:, overall > 0].mean()), 4),
     }
+
+
+def read_folds(path: Path | str) -> pd.DataFrame:
+    """``folds.csv`` of stage folds: an ImageId and a whole-number fold per row; a clear error naming the file."""
+    path = Path(path)
+    try:
+        folds = pd.read_csv(path, dtype={"ImageId": str}, keep_default_na=False)
+    except FileNotFoundError as exc:
+        raise FoldError(f"{path}: not found; run stage folds (dvc repro)") from exc
+    except (OSError, ValueError) as exc:  # pandas' parser and decoding errors are ValueErrors
+        raise FoldError(f"{path}: cannot read it as a CSV ({exc}); run stage folds again (dvc repro)") from exc
+    if list(folds.columns) != list(FOLD_COLUMNS):
+        raise FoldError(f"{path}: columns are {list(folds.columns)}, expected {list(FOLD_COLUMNS)}; run stage folds "
+                        "again (dvc repro)")
+    if not pd.api.types.is_integer_dtype(folds.fold):
+        raise FoldError(f"{path}: the fold column holds something other than whole numbers; run stage folds again "
+                        "(dvc repro)")
+    return folds
 
 
 def split(folds: pd.DataFrame, fold: int, source: str = "folds.csv") -> tuple[list[str], list[str]]:

@@ -6,8 +6,9 @@ fast GPU. The cache holds each image downscaled (never upscaled) so that its sho
 table in the prepared table's format whose RLEs are at the cached size. Training reads the
 cache exactly as it would read the originals.
 
-Work is done in parts of ``PART_IMAGES`` images, each finished part written atomically, so
-an interrupted run resumes with the first unfinished part. A ``manifest.json`` records the
+Work is done in parts of ``PART_IMAGES`` images, each finished part written atomically with the
+size of every JPEG it wrote, so an interrupted run resumes with the first unfinished part, and a
+part whose images were deleted or damaged since is made again. A ``manifest.json`` records the
 settings and fingerprints of the source table and of the code; a cache made otherwise is discarded.
 """
 
@@ -32,9 +33,12 @@ from pipeline.data.dataset import decode_masks, load_image
 from pipeline.data.transforms import fit_scale, resize, scaled_size
 from pipeline.utils.fingerprint import imported_modules, source_digest
 from pipeline.utils.io import as_json, atomic_path, write_json
+from pipeline.utils.lock import exclusive
+from pipeline.utils.paths import inside
 
 PART_IMAGES = 256
 MANIFEST, TABLE = "manifest.json", "instances.parquet"
+FILE_BYTES = "file_bytes"  # a part's column: the size of each image's cached JPEG, checked by a later run
 _POOL_FROM = 500  # fewer images than this are done in-process: a pool's start-up would cost more
 
 
@@ -58,10 +62,13 @@ class CacheReport:
     parts_reused: int  # finished by an earlier, interrupted run
     bytes_on_disk: int
     up_to_date: bool = False  # an earlier run had finished the whole cache: nothing was redone
+    parts_redone: int = 0  # finished parts that failed their check (an image deleted or damaged) and were made again
+    redone_because: str = ""  # the first such failure
 
     def metrics(self) -> dict:
         """The report without how the work was split across runs: the same data gives the same metrics."""
-        return {k: v for k, v in asdict(self).items() if k not in ("parts_reused", "up_to_date")}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("parts_reused", "up_to_date", "parts_redone", "redone_because")}
 
 
 def _fingerprint(instances: pd.DataFrame) -> str:
@@ -70,28 +77,31 @@ def _fingerprint(instances: pd.DataFrame) -> str:
 
 
 def _cache_one(task: tuple[pd.DataFrame, Path, Path, CacheSettings]) -> pd.DataFrame:
-    """Resize one image and its masks; write the JPEG; return its rows at the new size (empty masks kept)."""
+    """Resize one image and its masks; write the JPEG; return its rows at the new size (empty masks kept), each
+    with the size of the JPEG written (``FILE_BYTES``: what a later run checks the file against)."""
     rows, image_dir, out_images, settings = task
     height, width = int(rows.height.iloc[0]), int(rows.width.iloc[0])
     image_id = rows.image_id.iloc[0]
     scale = settings.scale(height, width)
     size = scaled_size(height, width, scale)
-    image = load_image(image_dir / image_id, height, width, scale)
+    image = load_image(inside(image_dir, image_id, "image_id of the instance table"), height, width, scale)
     image, masks = resize(image, decode_masks(rows.rle.tolist(), height, width), size)
-    with atomic_path(out_images / image_id) as tmp:
+    target = inside(out_images, image_id, "image_id of the instance table")
+    with atomic_path(target) as tmp:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format="JPEG", quality=settings.jpeg_quality)
     new_rles = [rle.encode(mask) for mask in masks.numpy()]
     summary = rle.summarize(new_rles, [size[0]] * len(rows), [size[1]] * len(rows))
     return rows.assign(height=np.int32(size[0]), width=np.int32(size[1]), rle=new_rles, area=summary.area,
                        bbox_x=summary.bbox[:, 0].astype(np.int32), bbox_y=summary.bbox[:, 1].astype(np.int32),
-                       bbox_w=summary.bbox[:, 2].astype(np.int32), bbox_h=summary.bbox[:, 3].astype(np.int32))
+                       bbox_w=summary.bbox[:, 2].astype(np.int32), bbox_h=summary.bbox[:, 3].astype(np.int32),
+                       **{FILE_BYTES: target.stat().st_size})
 
 
 def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
     """Keep a cache made with ``manifest``, else start an empty one; True when the kept one is finished."""
     path = out_dir / MANIFEST
     manifest = as_json(manifest)
-    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) == manifest:
+    if path.is_file() and _stored(path) == manifest:
         return (out_dir / TABLE).is_file()
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -101,27 +111,52 @@ def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
     return False
 
 
-def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | str, settings: CacheSettings,
-                workers: int = 0) -> CacheReport:
-    """Write ``out_dir/images/*.jpg`` and ``out_dir/instances.parquet``; resume an interrupted run.
+def _stored(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
-    ``workers`` processes resize images (0: one per CPU core, or none for small data).
-    """
-    image_dir, out_dir = Path(image_dir), Path(out_dir)
-    finished = _start_or_resume(out_dir, {"settings": asdict(settings), "source": _fingerprint(instances),
-                                          "code": source_digest(*imported_modules(__name__))})
-    groups = [rows for _, rows in instances.groupby("image_id", sort=True)]
-    parts = [groups[i : i + PART_IMAGES] for i in range(0, len(groups), PART_IMAGES)]
-    part_paths = [out_dir / "parts" / f"part-{k:05d}.parquet" for k in range(len(parts))]
-    todo = [k for k, path in enumerate(part_paths) if not path.is_file()]
-    done_images = len(groups) - sum(len(parts[k]) for k in todo)
-    if not workers:
-        workers = (os.cpu_count() or 1) if len(groups) - done_images >= _POOL_FROM else 1
+
+def _part_problem(path: Path, expected: list[str], images: Path) -> str | None:
+    """Why the finished part ``path`` cannot be kept: unreadable, other images, or a JPEG not the size written."""
+    try:
+        part = pd.read_parquet(path, columns=["image_id", FILE_BYTES])
+    except Exception as exc:  # a truncated or foreign file: pyarrow raises several kinds
+        return f"{path.name} cannot be read ({type(exc).__name__})"
+    written = part.groupby("image_id", sort=True)[FILE_BYTES].first()
+    if list(written.index) != expected:
+        return f"{path.name} holds other images than its part"
+    for image_id, size in written.items():
+        file = images / image_id
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != size:
+            return f"{file} has {file.stat().st_size:,} bytes, {size:,} were written"
+    return None
+
+
+def _parts_to_do(part_paths: list[Path], parts: list[list[pd.DataFrame]], images: Path) -> tuple[list[int], list[str]]:
+    """The parts to make: those never finished, and the finished ones that fail their check (removed, with why)."""
+    todo, problems = [], []
+    for k, path in enumerate(part_paths):
+        if not path.is_file():
+            todo.append(k)
+        elif problem := _part_problem(path, [str(rows.image_id.iloc[0]) for rows in parts[k]], images):
+            problems.append(problem)
+            path.unlink()
+            todo.append(k)
+    return todo, problems
+
+
+def _make_parts(todo: list[int], parts: list[list[pd.DataFrame]], part_paths: list[Path], image_dir: Path,
+                out_dir: Path, settings: CacheSettings, workers: int, done_images: int) -> None:
+    """Resize the images of the ``todo`` parts (in ``workers`` processes) and write each part when finished."""
     pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
             if workers > 1 and todo else None)
     imap = pool.imap if pool else lambda function, tasks, chunksize: map(function, tasks)
     with pool or contextlib.nullcontext(), \
-            tqdm(total=len(groups), initial=done_images, desc="cache", unit="img") as bar:
+            tqdm(total=sum(map(len, parts)), initial=done_images, desc="cache", unit="img") as bar:
         for k in todo:
             tasks = [(rows, image_dir, out_dir / "images", settings) for rows in parts[k]]
             results = []
@@ -130,12 +165,36 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
                 bar.update()
             with atomic_path(part_paths[k]) as tmp:
                 pd.concat(results, ignore_index=True).to_parquet(tmp, index=False)
-    table = pd.concat([pd.read_parquet(path) for path in part_paths], ignore_index=True)
-    vanished = table.area.eq(0)
-    with atomic_path(out_dir / TABLE) as tmp:
-        table[~vanished].reset_index(drop=True).to_parquet(tmp, index=False)
+
+
+def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | str, settings: CacheSettings,
+                workers: int = 0) -> CacheReport:
+    """Write ``out_dir/images/*.jpg`` and ``out_dir/instances.parquet``; resume an interrupted run.
+
+    Every finished part is checked first (its images present, each the size written): a part that
+    fails is made again, and the report says why. ``workers`` processes resize images (0: one per
+    CPU core, or none for small data). One process at a time builds a cache
+    (:class:`~pipeline.utils.lock.BusyError` for a second).
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    with exclusive(out_dir, "stage cache"):
+        finished = _start_or_resume(out_dir, {"settings": asdict(settings), "source": _fingerprint(instances),
+                                              "code": source_digest(*imported_modules(__name__))})
+        groups = [rows for _, rows in instances.groupby("image_id", sort=True)]
+        parts = [groups[i : i + PART_IMAGES] for i in range(0, len(groups), PART_IMAGES)]
+        part_paths = [out_dir / "parts" / f"part-{k:05d}.parquet" for k in range(len(parts))]
+        todo, problems = _parts_to_do(part_paths, parts, out_dir / "images")
+        done_images = len(groups) - sum(len(parts[k]) for k in todo)
+        if not workers:
+            workers = (os.cpu_count() or 1) if len(groups) - done_images >= _POOL_FROM else 1
+        _make_parts(todo, parts, part_paths, image_dir, out_dir, settings, workers, done_images)
+        table = pd.concat([pd.read_parquet(path) for path in part_paths], ignore_index=True)
+        vanished = table.area.eq(0)
+        with atomic_path(out_dir / TABLE) as tmp:
+            table[~vanished].drop(columns=FILE_BYTES).reset_index(drop=True).to_parquet(tmp, index=False)
     resized = sum(int(settings.scale(int(g.height.iloc[0]), int(g.width.iloc[0])) < 1.0) for g in groups)
-    on_disk = sum(p.stat().st_size for p in (out_dir / "images").iterdir())
+    on_disk = int(table.groupby("image_id")[FILE_BYTES].first().sum()) if len(table) else 0
     return CacheReport(images=len(groups), instances=int((~vanished).sum()), instances_vanished=int(vanished.sum()),
                        images_resized=resized, parts_reused=0 if finished else len(parts) - len(todo),
-                       bytes_on_disk=on_disk, up_to_date=finished)
+                       bytes_on_disk=on_disk, up_to_date=finished and not todo, parts_redone=len(problems),
+                       redone_because=problems[0] if problems else "")

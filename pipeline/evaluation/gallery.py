@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import scaled_size
 from pipeline.evaluation.search import resize_nearest
 
@@ -59,7 +60,7 @@ def render(image_path: Path | str, truth: Sequence[Shape], predicted: Sequence[S
     with Image.open(image_path) as original:
         scale = long_side / max(original.size)
         height, width = scaled_size(original.height, original.width, scale)
-        image = original.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        image = to_rgb(original).resize((width, height), Image.Resampling.BILINEAR)
     font = ImageFont.load_default()
     left = _panel(image, truth, f"ground truth ({len(truth)})", font)
     right = _panel(image, predicted, f"prediction ({len(predicted)})", font)

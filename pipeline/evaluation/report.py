@@ -23,6 +23,7 @@ from pipeline.inference.detections import Detections, ImageRecord, Instance
 from pipeline.inference.postprocess import predict_instances
 from pipeline.submission import rows as submission
 from pipeline.utils.io import atomic_path
+from pipeline.utils.paths import inside
 
 # What the policy comparison reports, each applied to every attribute category: drop (the 2019 winner's),
 # category only, predicted attributes.
@@ -128,7 +129,7 @@ def write_gallery(folder: Path | str, image_dir: Path | str, truth_table: pd.Dat
                          for i in instances[record.image_id]]
             title = f"{record.image_id}  score {per_image.get(record.image_id, float('nan')):.3f}"
             name = f"{number:02d}_{Path(record.image_id).stem}.png"
-            render(Path(image_dir) / record.image_id, truth, predicted, long_side, title).save(tmp / name)
+            render(inside(image_dir, record.image_id, "ImageId"), truth, predicted, long_side, title).save(tmp / name)
             written.append(Path(folder) / name)
     return written
 

@@ -90,15 +90,16 @@ def class_id(category: int, probabilities: np.ndarray, params: PostprocessParams
 
 
 def process_image(detections: Detections, n_views: int, height: int, width: int, params: PostprocessParams,
-                  labels: LabelSet) -> list[Instance]:
-    """The instances to submit for one image of original size ``height`` x ``width``, on ``params``' grid."""
+                  labels: LabelSet, grid: tuple[int, int] | None = None) -> list[Instance]:
+    """The instances to submit for one image of original size ``height`` x ``width``, on ``params``' grid (or on
+    ``grid``, (height, width), when given: a photo's own)."""
     if not params.tta:
         detections, n_views = detections.select(detections.views == 0), 1
     dropped = [c for c in params.attribute_categories if params.policy(c) == "drop"]
     if dropped:
         detections = detections.select(~np.isin(detections.categories, dropped))
     kept = [c for c in clusters(detections, n_views, params.nms_iou) if c.score >= params.score_thresh]
-    grid_h, grid_w = params.grid_size(height, width)
+    grid_h, grid_w = grid or params.grid_size(height, width)
     to_grid = np.array([grid_w / width, grid_h / height] * 2, np.float32)
     instances, padding = [], mask_padding(detections.mask_kind)
     for cluster in kept[: params.max_detections]:

@@ -31,6 +31,7 @@ from pipeline.utils import checkpoint
 from pipeline.utils.device import autocast, use_cuda
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.fingerprint import file_digest, imported_modules, source_digest, text_digest
+from pipeline.utils.paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
         r = self.records[index]
         scale = fit_scale(r.height, r.width, self.min_size, self.max_size) * self.max_scale
-        return index, load_image(self.image_dir / r.image_id, r.height, r.width, scale)
+        return index, load_image(inside(self.image_dir, r.image_id, "ImageId"), r.height, r.width, scale)
 
 
 def _as_list(batch: list) -> list:
@@ -163,7 +164,7 @@ def checkpoint_path(run_dir: Path | str, name: str, doing: str = "predicting") -
 
 def load_model(path: Path | str, config: ModelConfig, device: torch.device, num_attributes: int) -> DetectionModel:
     """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``config`` says, in eval mode."""
-    saved = checkpoint.load(path, remedy="rerun stage train (dvc repro) to write it again")
+    saved = checkpoint.load(path)
     model = config.build(int(saved["num_classes"]), num_attributes, initial_weights=False)
     try:
         model.load_state_dict(saved["model"])
@@ -177,12 +178,15 @@ def load_model(path: Path | str, config: ModelConfig, device: torch.device, num_
 
 def prediction_key(checkpoint: Path | str, config: ModelConfig, params: PredictParams, records: list[ImageRecord],
                    ) -> dict:
-    """What a folder of predictions depends on: weights, model and TTA settings, inference code, images.
+    """What a folder of predictions depends on: weights, model, TTA and batch settings, inference code, images.
 
-    Batch size, workers and part size change neither the detections nor their order.
+    Workers and part size change neither the detections nor their order. The batch size does:
+    a family pads the images of a batch to one size, which moves scores near the padded edges
+    and so, around a threshold, the detections kept; a folder resumed with another batch size
+    would mix the two.
     """
     return {"checkpoint": file_digest(checkpoint), **config.key(),
-            "predict": params.model_dump(mode="json", exclude={"workers", "batch_size", "part_size"}),
+            "predict": params.model_dump(mode="json", exclude={"workers", "part_size"}),
             "code": source_digest(*sorted({*imported_modules(__name__), *config.code_modules()})),
             "images": text_digest([f"{r.image_id} {r.height}x{r.width}" for r in records])}
 

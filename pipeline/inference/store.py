@@ -1,15 +1,19 @@
 """Raw predictions on disk: one parquet row per detection, written in resumable parts.
 
-A prediction folder holds ``manifest.json`` (what made it: checkpoint digest, views, params),
-``images.csv`` (every predicted image with its original size, including those without any
-detection) and ``detections.parquet``. While it runs, finished parts of ``part_size`` images
-sit in ``parts/``; after an interruption a run with the same manifest skips them.
+A prediction folder holds ``manifest.json`` (what made it: checkpoint digest, family, views,
+params; the size and digest of the two other files), ``images.csv`` (every predicted image with
+its original size, including those without any detection) and ``detections.parquet``. While it
+runs, finished parts of ``part_size`` images sit in ``parts/``, each with a record of its
+parquet's size and digest; after an interruption a run with the same manifest keeps the parts
+that pass that check and predicts the others again. Readers check the finished files the same
+way, so a damaged folder is an error that names it, and the next run of stage predict redoes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,9 +29,13 @@ from tqdm import tqdm
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.models.contract import MaskFormat
 from pipeline.utils.errors import PipelineError
+from pipeline.utils.fingerprint import file_record, record_problem
 from pipeline.utils.io import as_json, atomic_path, write_json
+from pipeline.utils.lock import exclusive
 
 MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections.parquet", "parts"
+_MANIFEST_KEYS = {"key", "family", "views", "mask_format", "num_attributes", "images", "limit", "files"}
+_PART = re.compile(r"part-(\d+)\.json")
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +63,24 @@ def _mask_format(manifest: dict) -> MaskFormat:
 
 
 @dataclass(frozen=True)
+class Made:
+    """What a prediction folder is made with and for: its manifest, less the record of its files."""
+
+    key: dict  # what the detections depend on (``pipeline.inference.predict.prediction_key``)
+    family: str  # the model family that predicted them; a tuned file is checked against it
+    views: list[str]
+    mask_format: MaskFormat
+    num_attributes: int
+    limit: int | None = None  # stage predict's --limit: a smoke run of the first images, which no reader accepts
+
+    def manifest(self, images: int) -> dict:
+        """As it reads back from the file: a key holding tuples would otherwise never match its stored copy."""
+        return as_json({"key": self.key, "family": self.family, "views": self.views,
+                        "mask_format": asdict(self.mask_format), "num_attributes": self.num_attributes,
+                        "images": images, "limit": self.limit})
+
+
+@dataclass(frozen=True)
 class Predictions:
     """A finished prediction folder, read back."""
 
@@ -73,6 +99,10 @@ class Predictions:
     @property
     def views(self) -> list[str]:
         return list(self.manifest["views"])
+
+    @property
+    def family(self) -> str:
+        return str(self.manifest["family"])
 
     def require(self, records: list[ImageRecord], source: Path | str) -> None:
         """Raise :class:`PredictionsError` unless every image of ``records`` was predicted."""
@@ -95,57 +125,103 @@ class Predictions:
         return result
 
 
-def read(folder: Path | str) -> Predictions:
-    folder = Path(folder)
-    missing = [name for name in (MANIFEST, IMAGES, DETECTIONS) if not (folder / name).is_file()]
-    if missing:
-        raise PredictionsError(f"{folder}: not a finished prediction folder (missing {', '.join(missing)}); "
-                               "run stage predict")
-    manifest = json.loads((folder / MANIFEST).read_text())
-    images = pd.read_csv(folder / IMAGES, dtype={"image_id": str})
+def _damaged(folder: Path, problem: str) -> PredictionsError:
+    return PredictionsError(f"{folder}: damaged, {problem}; run stage predict (dvc repro) to predict it again")
+
+
+def _checked_manifest(folder: Path) -> dict:
+    """The manifest of a finished folder whose files are still the ones written; a clear error otherwise."""
+    if not (folder / MANIFEST).is_file():
+        raise PredictionsError(f"{folder}: not a finished prediction folder (missing {MANIFEST}); run stage predict")
+    manifest = _stored(folder / MANIFEST)
+    if not isinstance(manifest, dict) or not set(manifest) >= _MANIFEST_KEYS or not isinstance(manifest["files"], dict):
+        raise _damaged(folder, f"{MANIFEST} is not the manifest of a prediction folder")
+    for name in (IMAGES, DETECTIONS):
+        if problem := record_problem(folder / name, manifest["files"].get(name)):
+            raise _damaged(folder, problem)
+    return manifest
+
+
+def _load(folder: Path, manifest: dict) -> Predictions:
+    images = pd.read_csv(folder / IMAGES, dtype={"image_id": str}, keep_default_na=False)
+    if len(images) != manifest["images"]:
+        raise _damaged(folder, f"{IMAGES} lists {len(images)} images, {MANIFEST} says {manifest['images']}")
     records = [ImageRecord(str(i), int(h), int(w)) for i, h, w in images[["image_id", "height", "width"]].itertuples(
         index=False)]
     return Predictions(manifest, records, pd.read_parquet(folder / DETECTIONS))
 
 
-def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_format: MaskFormat, num_attributes: int,
-          views: list[str],
+def read(folder: Path | str) -> Predictions:
+    """A finished prediction folder, checked: its files are the ones stage predict wrote, and it covers all the
+    images it was asked for (a folder made with ``--limit`` is refused)."""
+    folder = Path(folder)
+    manifest = _checked_manifest(folder)
+    if manifest["limit"]:
+        raise PredictionsError(f"{folder}: made with --limit {manifest['limit']}, a smoke run of the first images "
+                               "only; run stage predict without --limit")
+    return _load(folder, manifest)
+
+
+def write(folder: Path | str, made: Made, records: list[ImageRecord],
           predict: Callable[[list[ImageRecord]], Iterable[tuple[list[ImageRecord], list[Detections]]]],
           part_size: int, description: str = "predict") -> Predictions:
-    """Predict ``records`` in parts and consolidate; resume from finished parts made with the same ``key``.
+    """Predict ``records`` in parts and consolidate; resume from the finished parts made with the same ``made``.
 
     ``predict`` receives the records still to do, and yields (records, detections) batches in
-    any grouping; parts are cut from that stream every ``part_size`` images.
+    any grouping; parts are cut from that stream every ``part_size`` images. One process at a
+    time writes a folder (:class:`~pipeline.utils.lock.BusyError` for a second).
     """
     folder = Path(folder)
-    # Compared as it reads back from the file: a key holding tuples would otherwise never match its stored copy.
-    manifest = as_json({"key": key, "views": views, "mask_format": asdict(mask_format),
-                        "num_attributes": num_attributes,
-                        "images": len(records)})
-    if _stored(folder / MANIFEST) == manifest and (folder / DETECTIONS).is_file():
-        log.info("%s: up to date (%d images), nothing to predict", folder, len(records))
-        return read(folder)
+    with exclusive(folder, f"stage {description}"):
+        manifest = made.manifest(len(records))
+        if _finished(folder, manifest):
+            log.info("%s: up to date (%d images), nothing to predict", folder, len(records))
+            return _load(folder, _checked_manifest(folder))
+        todo = _start_or_resume(folder, manifest, records)
+        with tqdm(total=len(records), initial=len(records) - len(todo), desc=description, unit="img") as progress:
+            _predict_parts(folder / PARTS, manifest, predict(todo), part_size, progress)
+        return _consolidate(folder, manifest, records)
+def _finished(folder: Path, manifest: dict) -> bool:
+    """Whether ``folder`` is finished with ``manifest``; a finished folder whose files fail their check is not."""
+    stored = _stored(folder / MANIFEST)
+    if not isinstance(stored, dict) or {k: v for k, v in stored.items() if k != "files"} != manifest:
+        return False
+    try:
+        _checked_manifest(folder)
+    except PredictionsError as exc:
+        log.warning("%s: predicting it again", exc)
+        return False
+    return True
+
+
+def _start_or_resume(folder: Path, manifest: dict, records: list[ImageRecord]) -> list[ImageRecord]:
+    """The records still to predict: all of them, unless ``folder`` holds parts made with ``manifest``."""
     parts = folder / PARTS
-    state = parts / "key.json"
-    if _stored(state) != manifest:
+    if _stored(parts / "key.json") != manifest:
         if folder.exists():
             shutil.rmtree(folder)
         parts.mkdir(parents=True)
-        write_json(state, manifest)
-    done = _finished_parts(parts)
-    done_ids = {image_id for ids in done.values() for image_id in ids}
+        write_json(parts / "key.json", manifest)
+    done_ids = {image_id for ids in _finished_parts(parts).values() for image_id in ids}
     todo = [r for r in records if r.image_id not in done_ids]
     if done_ids:
         log.info("%s: resuming, %d of %d images already predicted", folder, len(records) - len(todo), len(records))
-    progress = tqdm(total=len(records), initial=len(records) - len(todo), desc=description, unit="img")
+    return todo
+
+
+def _predict_parts(parts: Path, manifest: dict, batches: Iterable[tuple[list[ImageRecord], list[Detections]]],
+                   part_size: int, progress: tqdm) -> None:
+    """Cut ``batches`` into parts of ``part_size`` images, numbered after the finished ones, and write each.
+
+    Parts are written by a thread while the model predicts the next images (pyarrow releases
+    the GIL); one part in flight at most, and its errors surface here.
+    """
     pending_ids: list[ImageRecord] = []
     pending: list[Detections] = []
-    number = max(done, default=-1) + 1
-    # Parts are written by a thread while the model predicts the next images (pyarrow releases the GIL);
-    # one part in flight at most, and its errors surface here.
+    number = max(_finished_parts(parts), default=-1) + 1
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictions-writer") as writer:
         in_flight: Future | None = None
-        for batch_records, batch in predict(todo):
+        for batch_records, batch in batches:
             pending_ids += batch_records
             pending += batch
             progress.update(len(batch_records))
@@ -157,8 +233,6 @@ def write(folder: Path | str, key: dict, records: list[ImageRecord], mask_format
             in_flight = _next_part(writer, in_flight, parts, number, pending_ids, pending, manifest)
         if in_flight is not None:
             in_flight.result()
-    progress.close()
-    return _consolidate(folder, manifest, records)
 
 
 def _next_part(writer: ThreadPoolExecutor, in_flight: Future | None, parts: Path, number: int,
@@ -178,20 +252,39 @@ def _stored(path: Path) -> object:
 
 
 def _finished_parts(parts: Path) -> dict[int, list[str]]:
-    """Part number -> its image ids, for parts whose id list (written last) exists."""
-    return {int(path.stem.split("-")[1]): json.loads(path.read_text()) for path in sorted(parts.glob("part-*.json"))}
+    """Part number -> its image ids, for the parts whose record (written last) exists and whose parquet is the one
+    it records; a part that fails the check is removed, and its images are predicted again."""
+    done = {}
+    for path in sorted(parts.glob("part-*.json")):
+        if not (number := _PART.fullmatch(path.name)):
+            continue
+        stored = _stored(path)
+        if not isinstance(stored, dict) or not isinstance(stored.get("images"), list):
+            problem = f"{path.name} cannot be read"
+        else:
+            problem = record_problem(path.with_suffix(".parquet"), stored.get("parquet"))
+        if problem:
+            log.warning("%s: %s; its images are predicted again", parts / path.stem, problem)
+            path.unlink()
+            path.with_suffix(".parquet").unlink(missing_ok=True)
+            continue
+        done[int(number[1])] = stored["images"]
+    return done
 
 
 def _write_part(parts: Path, number: int, records: list[ImageRecord], detections: list[Detections],
                 manifest: dict) -> None:
-    name = f"part-{number:05d}"
-    with atomic_path(parts / f"{name}.parquet") as tmp:
+    table = parts / f"part-{number:05d}.parquet"
+    with atomic_path(table) as tmp:
         pq.write_table(_table([r.image_id for r in records], detections, _mask_format(manifest),
                               manifest["num_attributes"]), tmp)
-    write_json(parts / f"{name}.json", [r.image_id for r in records])  # marks the part finished
+    # Written last, it marks the part finished, with the record that tells a damaged parquet later.
+    write_json(table.with_suffix(".json"), {"images": [r.image_id for r in records], "parquet": file_record(table)})
 
 
 def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Predictions:
+    """One detections table in ``records``' order (whatever order the parts were made in), the image list and,
+    last, the manifest with the record of both files."""
     parts = folder / PARTS
     done = _finished_parts(parts)
     predicted = {image_id for ids in done.values() for image_id in ids}
@@ -199,10 +292,13 @@ def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Pr
         raise PredictionsError(f"{folder}: {len(missing)} image(s) were not predicted, e.g. {missing[0]}")
     tables = [pq.read_table(parts / f"part-{n:05d}.parquet") for n in sorted(done)]
     table = pa.concat_tables(tables) if tables else _table([], [], _mask_format(manifest), manifest["num_attributes"])
+    position = {r.image_id: k for k, r in enumerate(records)}
+    order = np.argsort([position[i] for i in table.column("image_id").to_pylist()], kind="stable")
     with atomic_path(folder / DETECTIONS) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table.take(pa.array(order, pa.int64())), tmp, compression="zstd")
     with atomic_path(folder / IMAGES) as tmp:
         pd.DataFrame([vars(r) for r in records], columns=["image_id", "height", "width"]).to_csv(tmp, index=False)
-    write_json(folder / MANIFEST, manifest)  # last: its presence marks the folder finished
+    finished = {**manifest, "files": {name: file_record(folder / name) for name in (IMAGES, DETECTIONS)}}
+    write_json(folder / MANIFEST, finished)  # last: its presence marks the folder finished
     shutil.rmtree(parts)
-    return read(folder)
+    return _load(folder, finished)

@@ -7,7 +7,6 @@ exact or IVF alike, instead of one index per category.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,11 +15,15 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from pipeline.shop.catalogue import META_COLUMNS
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path, write_json
+from pipeline.utils.tables import read_json, read_parquet
 
 IndexKind = Literal["flat", "ivf"]
 INDEX, ITEMS, MANIFEST = "catalogue.faiss", "items.parquet", "manifest.json"
+REBUILD = "rebuild it: dvc repro index"
+_MANIFEST_KEYS = {"key", "features", "kind", "image_dir", "items", "dimensions"}
 
 
 class CatalogueError(PipelineError):
@@ -87,11 +90,14 @@ def save_catalogue(folder: Path | str, catalogue: Catalogue) -> None:
 
 
 def load_catalogue(folder: Path | str, expected_key: dict | None = None) -> Catalogue:
-    """The catalogue of ``folder``; refused when it was made by a model other than ``expected_key`` says."""
+    """The catalogue of ``folder``; refused when it was made by a model other than ``expected_key`` says, and a
+    :class:`CatalogueError` naming the file when one is unreadable or does not fit the others."""
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
         raise CatalogueError(f"{folder}: no catalogue ({MANIFEST} missing); run stage index (dvc repro index)")
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_json(folder / MANIFEST, REBUILD)
+    if not isinstance(manifest, dict) or not set(manifest) >= _MANIFEST_KEYS or not isinstance(manifest["key"], dict):
+        raise CatalogueError(f"{folder / MANIFEST}: not the manifest of a catalogue; {REBUILD}")
     if expected_key is not None and manifest["key"] != expected_key:
         differ = sorted(k for k in {*manifest["key"], *expected_key} if manifest["key"].get(k) != expected_key.get(k))
         raise CatalogueError(f"{folder}: the catalogue was built with another model ({', '.join(differ)} differ); "
@@ -99,9 +105,13 @@ def load_catalogue(folder: Path | str, expected_key: dict | None = None) -> Cata
     try:
         index = faiss.read_index(str(folder / INDEX))
     except RuntimeError as exc:
-        raise CatalogueError(f"{folder / INDEX}: cannot read the index ({str(exc).splitlines()[0]})") from exc
-    items = pd.read_parquet(folder / ITEMS)
-    if index.ntotal != len(items):
-        raise CatalogueError(f"{folder}: the index holds {index.ntotal} vectors, {ITEMS} {len(items)} items; "
-                             "rebuild it: dvc repro index")
+        raise CatalogueError(f"{folder / INDEX}: cannot read the index ({str(exc).splitlines()[0]}); {REBUILD}",
+                             ) from exc
+    items = read_parquet(folder / ITEMS, META_COLUMNS, REBUILD)
+    if index.ntotal != len(items) or len(items) != manifest["items"]:
+        raise CatalogueError(f"{folder}: the index holds {index.ntotal} vectors, {ITEMS} {len(items)} items and "
+                             f"{MANIFEST} says {manifest['items']}; {REBUILD}")
+    if not items.category.is_monotonic_increasing:
+        raise CatalogueError(f"{folder / ITEMS}: items are not sorted by category, so a search within a category "
+                             f"would return others; {REBUILD}")
     return Catalogue(index, items, manifest)

@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import functional as F
 from pipeline.config.inference import PostprocessParams
 from pipeline.config.model import ModelParams
 from pipeline.data.labels import LabelSet
+from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.detections import ImageRecord
 from pipeline.inference.postprocess import process_image
@@ -58,14 +59,16 @@ class Item:
 def read_photo(path: Path | str, spec: ModelParams, max_scale: float) -> Photo:
     """Decode any image PIL reads (JPEG, PNG, grayscale, palette, alpha); a clear error for anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise PhotoError(f"{path}: a folder, not a photo (give the photos' files, e.g. {path}/*.jpg)")
     if not path.is_file():
         raise PhotoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise PhotoError(f"{path}: the file is empty")
     try:
         with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
+            image = to_rgb(ImageOps.exif_transpose(opened))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise PhotoError(f"{path}: not an image PIL can read ({exc})") from exc
     height, width = image.height, image.width
     needed = scaled_size(height, width, min(1.0, fit_scale(height, width, spec.min_size, spec.max_size) * max_scale))
@@ -82,11 +85,10 @@ def segment_photo(model: DetectionModel, photo: Photo, views: list[View], spec: 
     (detections,) = predict_batch(model, [photo.pixels], [record], views, spec.min_size, spec.max_size, device,
                                   precision)
     grid_h, grid_w = photo.grid(max_side)
-    on_grid = params.model_copy(update={"grid": f"{grid_h}x{grid_w}"})
     to_photo = np.array([photo.width / grid_w, photo.height / grid_h] * 2)
+    found = process_image(detections, len(views), photo.height, photo.width, params, labels, grid=(grid_h, grid_w))
     items = []
-    for instance in sorted(process_image(detections, len(views), photo.height, photo.width, on_grid, labels),
-                           key=lambda i: -i.score):
+    for instance in sorted(found, key=lambda i: -i.score):
         class_id = labels.parse(instance.class_id)
         rows, cols = np.flatnonzero(instance.mask.any(1)), np.flatnonzero(instance.mask.any(0))
         box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]) * to_photo
@@ -99,7 +101,7 @@ def photo_on_grid(photo: Photo, max_side: int) -> Image.Image:
     """The photo, upright in RGB, at its mask grid's size (decoded again: ``pixels`` may be smaller)."""
     grid_h, grid_w = photo.grid(max_side)
     with Image.open(photo.path) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
+        image = to_rgb(ImageOps.exif_transpose(opened))
     return image.resize((grid_w, grid_h), Image.Resampling.BILINEAR) if image.size != (grid_w, grid_h) else image
 
 

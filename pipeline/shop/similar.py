@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as F
 
 from pipeline.config.model import ModelParams
 from pipeline.data.labels import LabelSet
+from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.evaluation.search import resize_nearest
 from pipeline.models.contract import DetectionModel
@@ -19,6 +20,7 @@ from pipeline.shop.features import embed
 from pipeline.shop.index import Catalogue
 from pipeline.shop.render import caption, tile
 from pipeline.shop.segment import Item, Photo
+from pipeline.utils.paths import inside
 
 
 def item_vectors(model: DetectionModel, photo: Photo, items: Sequence[Item], spec: ModelParams, kind: str,
@@ -55,8 +57,8 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
     for item, found in zip(items, results, strict=True):
         row = [tile(photo_image, np.array(item.box) * to_grid, caption(item, labels, attributes=0))]
         for result in found:
-            with Image.open(image_dir / result["image_id"]) as image:
-                row.append(tile(image.convert("RGB"), result["box"],
+            with Image.open(inside(image_dir, result["image_id"], "image_id of the catalogue")) as image:
+                row.append(tile(to_rgb(image), result["box"],
                                 f"{result['class_id']}\nsimilarity {result['similarity']:.3f}"))
         rows.append(row)
     return rows

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config.inference import PostprocessParams
 from pipeline.data import rle
 from pipeline.data.annotations import SUBMISSION_COLUMNS, DataError, jpeg_size
-from pipeline.data.csv_strings import read_strings
+from pipeline.data.csv_strings import line_numbers, read_strings
 from pipeline.data.labels import LabelError, LabelSet
 from pipeline.inference.detections import ImageRecord, Instance
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path
+from pipeline.utils.paths import inside, name_problem
 
 EMPTY_CLASS_ID = "23"
 MAX_REPORTED = 20
@@ -33,7 +33,7 @@ class SubmissionError(PipelineError):
 
 
 def _read_csv(path: Path | str) -> pd.DataFrame:
-    """Every field as a string; row ``k`` is line ``k + 2`` (blank lines are kept as empty rows)."""
+    """Every field as a string, blank lines kept as empty rows (``line_numbers`` gives each row's line)."""
     return read_strings(path, SubmissionError)
 
 
@@ -42,17 +42,29 @@ def _blank(image_id: str, pixels: str, class_id: str) -> bool:
 
 
 def test_records(sample_submission: Path | str, image_dir: Path | str) -> list[ImageRecord]:
-    """The test images (in the sample submission's order) with their sizes read from the JPEG headers."""
+    """The test images (in the sample submission's order) with their sizes read from the JPEG headers.
+
+    Every ImageId must be a plain file name of ``image_dir``: a path would read, and submit, another
+    folder's image.
+    """
     frame = _read_csv(sample_submission)
     if "ImageId" not in frame.columns:
         raise DataError(f"{sample_submission}: no ImageId column (columns: {', '.join(frame.columns)})")
+    lines: dict[str, int] = {}
+    for image_id, line in zip(frame.ImageId, line_numbers(frame), strict=True):
+        lines.setdefault(image_id, int(line))
+    if bad := {i: problem for i in frame.ImageId if i and (problem := name_problem(i))}:
+        shown = "; ".join(f"line {lines[i]}: {i!r} ({problem})" for i, problem in list(bad.items())[:5])
+        raise DataError(f"{sample_submission}: {len(bad)} ImageId(s) are not plain file names of {image_dir}: "
+                        f"{shown}")
     records = []
     for image_id in dict.fromkeys(i for i in frame.ImageId if i):
-        path = Path(image_dir) / image_id
+        path = inside(image_dir, image_id, f"ImageId of {sample_submission}, line {lines[image_id]},")
         try:
             height, width = jpeg_size(path)
         except FileNotFoundError as exc:
-            raise DataError(f"{path}: test image listed in {sample_submission} not found") from exc
+            raise DataError(f"{path}: test image listed in {sample_submission} (line {lines[image_id]}) not found"
+                            ) from exc
         except OSError as exc:
             raise DataError(f"{path}: cannot read image ({exc})") from exc
         records.append(ImageRecord(image_id, height, width))
@@ -82,7 +94,7 @@ def problems(submission: pd.DataFrame, grids: Mapping[str, tuple[int, int]], lab
     ids = set(submission.ImageId)
     if missing := [i for i in grids if i not in ids]:
         found.append(f"{len(missing)} test image(s) have no row, e.g. {missing[0]}")
-    lines = np.arange(len(submission)) + 2
+    lines = line_numbers(submission)
     runs: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, int]]] = {}
     for line, image_id, pixels, class_id in zip(lines, submission.ImageId, submission.EncodedPixels,
                                                 submission.ClassId, strict=True):
@@ -115,7 +127,7 @@ def remarks(submission: pd.DataFrame, labels: LabelSet) -> list[str]:
     if list(submission.columns) != list(SUBMISSION_COLUMNS):
         return []
     found = []
-    for line, image_id, pixels, class_id in zip(np.arange(len(submission)) + 2, submission.ImageId,
+    for line, image_id, pixels, class_id in zip(line_numbers(submission), submission.ImageId,
                                                 submission.EncodedPixels, submission.ClassId, strict=True):
         if _blank(image_id, pixels, class_id):
             found.append(f"line {line}: blank line (skipped)")
@@ -152,11 +164,10 @@ def check(submission: pd.DataFrame, grids: Mapping[str, tuple[int, int]], labels
         raise SubmissionError(f"{source}: invalid submission, {len(found)} problem(s):\n  {shown}{more}")
 
 
-def check_file(path: Path | str, records: Sequence[ImageRecord], params: PostprocessParams, labels: LabelSet,
-               ) -> pd.DataFrame:
-    """Read and validate a submission CSV for the test images ``records``; returns its rows."""
+def check_file(path: Path | str, grids: Mapping[str, tuple[int, int]], labels: LabelSet) -> pd.DataFrame:
+    """Read and validate a submission CSV for the test images of ``grids`` (each one's grid); returns its rows."""
     submission = _read_csv(path)
-    check(submission, params.grids(records), labels, str(path))
+    check(submission, grids, labels, str(path))
     return submission
 
 

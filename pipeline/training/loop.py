@@ -38,8 +38,9 @@ from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
 from pipeline.utils.device import autocast
 from pipeline.utils.errors import PipelineError
-from pipeline.utils.fingerprint import imported_modules
+from pipeline.utils.fingerprint import file_record, imported_modules
 from pipeline.utils.io import atomic_path, write_json
+from pipeline.utils.lock import exclusive
 
 PROGRESS = "progress.json"
 #: The environment variable through which a time-limited session (the Kaggle kernel) gives the train stage
@@ -78,6 +79,7 @@ class _State:
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)  # validation results, one per epoch
     val_seconds: float = 0.0  # how long the last validation took: a deadline must leave room for it
+    best_file: dict | None = None  # size and digest of best.pt as written: a later run checks it before resuming
 
     def best(self) -> dict | None:
         return next((h for h in self.history if h["step"] == self.best_step), None)
@@ -235,19 +237,21 @@ class _Trainer:
         return self.state.step
 
     def save(self, meter: Meter, best: bool) -> float:
-        """``last.pt`` (and ``best.pt``); returns the seconds it took, which a deadline must leave room for."""
+        """``best.pt`` (when ``best``), then ``last.pt`` with the record of ``best.pt`` it will be checked against;
+        returns the seconds it took, which a deadline must leave room for."""
         started = time.perf_counter()
         rng = distributed.gather(self.context, checkpoint.rng_state())  # every process's, for an exact resume
         if self.context.is_main:
             weights = {"model": self.model.state_dict(), "params": self.resolved, "num_classes": self.job.num_classes,
                        "num_attributes": self.job.num_attributes}
+            if best:
+                checkpoint.save(self.job.run_dir / BEST, {**weights, "score": self.state.history[-1],
+                                                          "step": self.state.step})
+                self.state.best_file = file_record(self.job.run_dir / BEST)
             checkpoint.save(self.job.run_dir / LAST, {
                 **weights, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": rng, "state": asdict(self.state), "meter": meter.state(),
                 "resume_key": self.key})
-            if best:
-                checkpoint.save(self.job.run_dir / BEST, {**weights, "score": self.state.history[-1],
-                                                          "step": self.state.step})
         return time.perf_counter() - started
 
     def step(self, losses: dict[str, torch.Tensor]) -> None:
@@ -373,8 +377,10 @@ def train(job: Job) -> TrainResult:
     """
     context = distributed.setup(job.params.device)
     try:
-        trainer = _Trainer(context, job)
-        stopped_by = _run(trainer)
+        # One run at a time in a run folder: two would each continue the other's last.pt.
+        with exclusive(job.run_dir, "stage train") if context.is_main else contextlib.nullcontext():
+            trainer = _Trainer(context, job)
+            stopped_by = _run(trainer)
     finally:
         distributed.teardown(context)
     state = trainer.state

@@ -12,7 +12,7 @@ from pipeline.models.registry import ModelConfig
 from pipeline.training import distributed
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
-from pipeline.utils.fingerprint import source_digest
+from pipeline.utils.fingerprint import file_record, record_problem, source_digest
 
 RESOLVED = "params.yaml"
 # Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
@@ -41,18 +41,59 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _best_problem(run_dir: Path, saved: dict) -> str | None:
+    """Why ``best.pt`` is not the file ``last.pt`` recorded when it was written; None when it is, or none was."""
+    state = saved.get("state", {})
+    if state.get("best_step") is None:
+        return None
+    return record_problem(run_dir / BEST, state.get("best_file"))
+
+
+def _rewrite_best(run_dir: Path, saved: dict, problem: str, context: distributed.Context) -> bool:
+    """Write ``best.pt`` again from ``last.pt`` when that holds the best weights (no step since the best validation,
+    as at the end of a run whose last epoch was its best); False when no file holds them any more."""
+    state = saved["state"]
+    if state["best_step"] != state["step"]:
+        return False
+    if context.is_main:
+        score = next(h for h in state["history"] if h["step"] == state["best_step"])
+        checkpoint.save(run_dir / BEST, {**{k: saved[k] for k in ("model", "params", "num_classes", "num_attributes")},
+                                         "score": score, "step": state["step"]})
+        state["best_file"] = file_record(run_dir / BEST)
+        checkpoint.save(run_dir / LAST, saved)  # with the new record, so that the next run finds it sound
+        print(f"{run_dir / BEST}: {problem}; written again from {LAST}, which holds the same weights "
+              f"(step {state['step']})")
+    distributed.barrier(context)
+    return True
+
+
+def _why_not(run_dir: Path, key: dict, resume: bool, context: distributed.Context) -> tuple[dict | None, str]:
+    """``last.pt`` when it may be continued (with ``best.pt`` repaired if need be), else None and the reason."""
+    if not resume:
+        return None, "--no-resume"
+    try:
+        saved = checkpoint.load(run_dir / LAST)
+    except checkpoint.CheckpointError as exc:
+        return None, f"it cannot be read: {type(exc.__cause__).__name__ if exc.__cause__ else 'not a checkpoint'}"
+    if saved.get("resume_key") != key:
+        return None, "params, data or code changed: " + "; ".join(differences(saved.get("resume_key", {}), key))
+    if (problem := _best_problem(run_dir, saved)) and not _rewrite_best(run_dir, saved, problem, context):
+        return None, (f"{BEST} failed its check ({problem}) and no other file holds the weights of step "
+                      f"{saved['state']['best_step']}")
+    return saved, ""
+
+
 def restore(run_dir: Path, key: dict, resume: bool, context: distributed.Context) -> dict | None:
-    """``run_dir/last.pt`` if it was made with ``key``; otherwise the folder's checkpoints move aside."""
+    """``run_dir/last.pt`` if it was made with ``key`` and its ``best.pt`` is sound or repaired; otherwise the
+    folder's checkpoints move aside, saying why, and training starts fresh."""
     path = run_dir / LAST
     if not path.is_file():
         return None
-    saved = checkpoint.load(path) if resume else None
-    if saved is not None and saved.get("resume_key") == key:
+    saved, why = _why_not(run_dir, key, resume, context)
+    if saved is not None:
         return saved
     distributed.barrier(context)
     if context.is_main:
-        why = ("--no-resume" if not resume else
-               "params, data or code changed: " + "; ".join(differences(saved.get("resume_key", {}), key)))
         previous = run_dir.with_name(run_dir.name + ".previous")
         print(f"not resuming {path} ({why}); it moves to {previous}, training starts fresh")
         shutil.rmtree(previous, ignore_errors=True)

@@ -19,8 +19,12 @@ def _truncate_histories(plots_dir: Path, last_step: int) -> None:
     repeats those steps. DVCLive's own resume only continues numbering, it does not rewind.
     """
     for path in plots_dir.rglob("*.tsv"):
-        history = pd.read_csv(path, sep="\t")
-        kept = history[history.step <= last_step]
+        try:
+            history = pd.read_csv(path, sep="\t")
+            kept = history[history.step <= last_step]
+        except (OSError, ValueError, AttributeError, TypeError) as exc:  # unreadable, no or non-numeric step column
+            raise PipelineError(f"{path}: cannot read this training curve ({type(exc).__name__}: {exc}); delete it "
+                                "and its curve restarts at the resumed step") from exc
         if len(kept) < len(history):
             with atomic_path(path) as tmp:
                 kept.to_csv(tmp, sep="\t", index=False)

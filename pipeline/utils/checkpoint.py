@@ -66,7 +66,7 @@ def save(path: Path | str, checkpoint: dict) -> None:
         torch.save(checkpoint, handle)
 
 
-def load(path: Path | str, remedy: str = "delete it or pass --no-resume to start fresh") -> dict:
+def load(path: Path | str, remedy: str = "rerun stage train (dvc repro) to write it again") -> dict:
     """The checkpoint dict at ``path``; an unreadable file is a :class:`CheckpointError` ending in ``remedy``."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -63,5 +63,27 @@ def file_digest(path: Path | str) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_record(path: Path | str) -> dict:
+    """What a resumable output records of a file it wrote, to tell later that the file is still the one written."""
+    return {"bytes": Path(path).stat().st_size, "sha256": file_digest(path)}
+
+
+def record_problem(path: Path | str, record: object) -> str | None:
+    """Why the file at ``path`` is not the one ``record`` (of :func:`file_record`) describes; None when it is.
+
+    The size is compared first: a truncated file is told without reading it.
+    """
+    path = Path(path)
+    if not isinstance(record, dict) or not {"bytes", "sha256"} <= set(record):
+        return f"no record of {path.name} was written"
+    if not path.is_file():
+        return f"{path.name} is missing"
+    if (size := path.stat().st_size) != record["bytes"]:
+        return f"{path.name} has {size:,} bytes, {record['bytes']:,} were written"
+    if file_digest(path) != record["sha256"]:
+        return f"{path.name} is not the file written (its SHA-256 differs)"
+    return None
+
+
 def text_digest(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

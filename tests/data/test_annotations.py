@@ -224,3 +224,35 @@ def test_fewer_images_than_folds_stops_prepare(dataset_copy):
     result.require(kept, dataset_copy / "train.csv")
     with pytest.raises(DataError, match=rf"{kept} usable image\(s\), fewer than the {kept + 1} folds"):
         result.require(kept + 1, dataset_copy / "train.csv")
+
+
+@pytest.mark.parametrize("image_id", ["/srv/photos/v.jpg", "../../victim_rel.jpg", "../../../etc/passwd",
+                                      "sub\\v.jpg", "a\x00.jpg", ".."])
+def test_an_image_id_that_is_not_a_plain_file_name_is_counted_with_its_line(dataset_copy, tmp_path, image_id):
+    """Even when a JPEG exists at that path (an absolute one outside the project here): the cache would overwrite it."""
+    rows = read_rows(dataset_copy)
+    if image_id.startswith("/srv"):
+        image_id = str(tmp_path / "v.jpg")
+        (tmp_path / "v.jpg").write_bytes((dataset_copy / "train" / rows[5][0]).read_bytes())
+    rows[5][0] = image_id  # line 6
+    write_rows(dataset_copy, rows)
+    result = run(dataset_copy)
+    assert counts(result.report) == {"invalid_image_id": 1, "size_mismatch": 1}
+    example = result.report["problems"]["invalid_image_id"]["examples"][0]
+    assert example["line"] == 6 and example["image_id"] == image_id and "not a plain file name" in example["detail"]
+    assert image_id not in set(result.instances.image_id)
+    assert_every_drop_counted(result.report)
+
+
+def test_a_quoted_line_break_moves_every_later_line_number(dataset_copy):
+    """A field spanning two lines used to shift the lines of every later row by one."""
+    rows = read_rows(dataset_copy)
+    rows[3][4] = rows[3][4] + "\n"  # line 4's ClassId holds a line break: the row spans lines 4 and 5
+    rows[9][1] = "0 3"  # line 10 of the list, line 11 of the file
+    write_rows(dataset_copy, rows)
+    result = run(dataset_copy)
+    assert [e["line"] for e in result.report["problems"]["invalid_class_id"]["examples"]] == [4]
+    assert [e["line"] for e in result.report["problems"]["rle_start_below_one"]["examples"]] == [11]
+    lines = (dataset_copy / "train.csv").read_text().splitlines()
+    for row in result.instances.itertuples():
+        assert lines[row.csv_line - 1].startswith(f"{row.image_id},{row.rle},"), "csv_line is the row's own line"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from pipeline.data.annotations import DataError
 from pipeline.data.dataset import InstanceDataset, decode_masks
 from pipeline.data.image_cache import CacheSettings, build_cache
 from pipeline.data.transforms import resize, scaled_size
+from pipeline.utils.paths import UnsafePathError
 
 SETTINGS = CacheSettings(min_size=64, max_size=96, scale_high=1.25, jpeg_quality=95)
 
@@ -115,3 +117,60 @@ def test_a_process_pool_writes_the_same_cache(small_instances, small_dataset, tm
     assert serial == pooled
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "serial" / "instances.parquet"),
                                   pd.read_parquet(tmp_path / "pooled" / "instances.parquet"))
+
+
+def _second_part_image(out: Path) -> Path:
+    return out / "images" / sorted(pd.read_parquet(out / "parts" / "part-00001.parquet").image_id.unique())[0]
+
+
+@pytest.mark.parametrize("damage", [lambda image: image.unlink(),
+                                    lambda image: image.write_bytes(image.read_bytes()[:100])],
+                         ids=["deleted", "cut short"])
+def test_a_damaged_cached_image_is_made_again_with_its_part(small_instances, small_dataset, tmp_path, monkeypatch,
+                                                            damage):
+    """The cache used to say 'up to date: nothing redone', and stage index failed on the image later."""
+    monkeypatch.setattr(image_cache, "PART_IMAGES", 5)
+    out = tmp_path / "cache"
+    first = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    image = _second_part_image(out)
+    written = image.read_bytes()
+    damage(image)
+    repaired = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    assert repaired.parts_redone == 1 and not repaired.up_to_date
+    assert str(image) in repaired.redone_because
+    assert image.read_bytes() == written and repaired.metrics() == first.metrics()
+    again = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    assert again.up_to_date and again.parts_redone == 0
+
+
+def test_a_damaged_part_is_made_again(small_instances, small_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_cache, "PART_IMAGES", 5)
+    out = tmp_path / "cache"
+    first = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    table = pd.read_parquet(out / "instances.parquet")
+    part = out / "parts" / "part-00002.parquet"
+    part.write_bytes(part.read_bytes()[:50])
+    (out / "instances.parquet").write_bytes(b"PAR1")
+    repaired = build_cache(small_instances, small_dataset / "train", out, SETTINGS)
+    assert repaired.parts_redone == 1 and "part-00002.parquet cannot be read" in repaired.redone_because
+    assert repaired.metrics() == first.metrics()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "instances.parquet"), table)
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+def test_an_image_id_that_is_a_path_is_never_read_or_written(small_instances, small_dataset, tmp_path, relative):
+    """Defence in depth behind prepare's check: the cache used to re-encode a path ImageId's JPEG in place (an
+    absolute one, or one relative to the image folder), and to sweep stale temporaries in that foreign folder."""
+    original = (small_dataset / "train" / small_instances.image_id.iloc[0]).read_bytes()
+    foreign = tmp_path / "srv" / "photos"
+    foreign.mkdir(parents=True)
+    (foreign / "victim.jpg").write_bytes(original)
+    stale = foreign / ".victim.jpg.tmp-999999"
+    stale.write_bytes(b"someone else's file")
+    images = tmp_path / "data" / "raw" / "train"  # ../../../srv/photos is the foreign folder from here and the cache's
+    images.mkdir(parents=True)
+    image_id = "../../../srv/photos/victim.jpg" if relative else str(foreign / "victim.jpg")
+    rows = small_instances[small_instances.image_id == small_instances.image_id.iloc[0]].assign(image_id=image_id)
+    with pytest.raises(UnsafePathError, match=f"{image_id!r} is not a plain file name"):
+        build_cache(rows, images, tmp_path / "data" / "cache", SETTINGS)
+    assert (foreign / "victim.jpg").read_bytes() == original and stale.is_file()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.inference import store
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.models.contract import MaskFormat
+from pipeline.utils.io import DiskFullError
+from pipeline.utils.lock import BusyError, exclusive
 
 ROI = MaskFormat("roi", 28)
 RECORDS = [ImageRecord(f"{k:02d}.jpg", 100 + k, 80 + k) for k in range(7)]
@@ -42,8 +48,12 @@ class Predictor:
             yield batch, [fake_detections(r) for r in batch]
 
 
+def made(key: dict = KEY, views: tuple[str, ...] = ("x1", "x1-flip"), limit: int | None = None) -> store.Made:
+    return store.Made(key, "maskrcnn", list(views), ROI, 92, limit)
+
+
 def write(folder, predictor, key=KEY, part_size=3):
-    return store.write(folder, key, RECORDS, ROI, 92, ["x1", "x1-flip"], predictor, part_size)
+    return store.write(folder, made(key), RECORDS, predictor, part_size)
 
 
 def assert_same(a: Detections, b: Detections) -> None:
@@ -93,5 +103,85 @@ def test_reading_an_unfinished_folder_is_a_clear_error(tmp_path):
 
 
 def test_no_images_make_an_empty_but_finished_folder(tmp_path):
-    result = store.write(tmp_path / "test", KEY, [], ROI, 92, ["x1"], Predictor(), 3)
+    result = store.write(tmp_path / "test", made(views=("x1",)), [], Predictor(), 3)
     assert result.images == [] and len(result.detections) == 0 and result.by_image() == {}
+
+
+def interrupted(folder: Path) -> None:
+    """A run stopped after two finished parts (images 0-5 of 7)."""
+    with pytest.raises(KeyboardInterrupt):
+        write(folder, Predictor(fail_after=6))
+    assert sorted(p.name for p in (folder / store.PARTS).glob("part-*.json")) == ["part-00000.json", "part-00001.json"]
+
+
+def cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(("damage", "part"), [
+    (lambda parts: cut_short(parts / "part-00001.parquet"), 1),
+    (lambda parts: (parts / "part-00000.parquet").unlink(), 0),
+    (lambda parts: (parts / "part-00000.parquet").write_bytes(b"PAR1 not a table PAR1"), 0),
+    (lambda parts: (parts / "part-00001.json").write_text('["04.jpg", "05'), 1),
+])
+def test_a_damaged_part_is_predicted_again_and_the_others_kept(tmp_path, caplog, damage, part):
+    clean = write(tmp_path / "clean", Predictor())
+    folder = tmp_path / "val"
+    interrupted(folder)
+    damage(folder / store.PARTS)
+    again = Predictor()
+    with caplog.at_level("WARNING"):
+        result = write(folder, again)
+    damaged = [r.image_id for r in RECORDS[3 * part : 3 * part + 3]]
+    assert again.asked == damaged + [r.image_id for r in RECORDS[6:]], "the damaged part and the rest, no more"
+    assert f"part-0000{part}" in caplog.text and "its images are predicted again" in caplog.text
+    pd.testing.assert_frame_equal(result.detections, clean.detections)
+
+
+def test_a_finished_folder_with_a_damaged_file_is_refused_then_predicted_again(tmp_path, caplog):
+    folder = tmp_path / "val"
+    write(folder, Predictor())
+    cut_short(folder / store.DETECTIONS)
+    with pytest.raises(store.PredictionsError, match=rf"{folder}: damaged, detections.parquet has [\d,]+ bytes, "
+                                                     r"[\d,]+ were written; run stage predict"):
+        store.read(folder)
+    again = Predictor()
+    with caplog.at_level("WARNING"):
+        write(folder, again)
+    assert again.asked == [r.image_id for r in RECORDS] and "predicting it again" in caplog.text
+    assert len(store.read(folder).images) == len(RECORDS)
+
+
+def test_a_folder_missing_an_image_it_was_made_for_is_refused(tmp_path):
+    """One row taken out of images.csv: evaluate used to score the 6 images left as if they were the fold."""
+    folder = tmp_path / "val"
+    write(folder, Predictor())
+    lines = (folder / store.IMAGES).read_text().splitlines()
+    (folder / store.IMAGES).write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(store.PredictionsError, match=f"{folder}: damaged, images.csv"):
+        store.read(folder)
+
+
+def test_a_smoke_run_is_refused_by_every_reader(tmp_path):
+    made_limited = store.Made(KEY, "maskrcnn", ["x1"], ROI, 92, limit=3)
+    result = store.write(tmp_path / "val", made_limited, RECORDS[:3], Predictor(), 3)
+    assert len(result.images) == 3, "stage predict itself reports what it predicted"
+    with pytest.raises(store.PredictionsError, match="made with --limit 3, a smoke run .* without --limit"):
+        store.read(tmp_path / "val")
+
+
+def test_an_error_of_the_thread_writing_parts_ends_the_run_with_it(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.pq, "write_table", full_disk)
+    with pytest.raises(DiskFullError, match=r"no space left on device while writing .*part-00000.parquet"):
+        write(tmp_path / "val", Predictor())
+    folder = tmp_path / "val"
+    assert not (folder / store.MANIFEST).exists() and not list((folder / store.PARTS).glob("part-*")), "nothing done"
+
+
+def test_a_folder_another_run_writes_is_refused(tmp_path):
+    with exclusive(tmp_path / "val", "stage predict val"), \
+            pytest.raises(BusyError, match=rf"{tmp_path / 'val'} is busy: stage predict val \(process"):
+        write(tmp_path / "val", Predictor())

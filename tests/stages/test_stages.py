@@ -203,14 +203,15 @@ def scored_predictions(instances: pd.DataFrame, records: list, folder: Path, see
                           np.zeros(2 * n, np.int8), np.repeat(full[None], 2 * n, 0), np.zeros((2 * n, 92), np.uint8),
                           "roi")
 
-    store.write(folder, {"crafted": seed}, records, MaskFormat("roi", 28), 92, ["x1"],
-                          lambda todo: iter([(todo, [detections(r) for r in todo])]), 8)
+    store.write(folder, store.Made({"crafted": seed}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records,
+                lambda todo: iter([(todo, [detections(r) for r in todo])]), 8)
 
 
 def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small_instances, small_dataset,
                                                                            tmp_path):
     from pipeline.config.inference import PostprocessParams, TuneParams
     from pipeline.config.params import load_section
+    from pipeline.config.tuned import Tuned, load_tuned
     from pipeline.data.labels import load_labels
     from pipeline.evaluation import search as tuning
     from pipeline.inference.predict import records_of
@@ -238,7 +239,7 @@ def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small
         (found.start_score, found.thresholds_score, found.score, held_out), abs=1e-5)
     assert said["tuned_thresholds"] > said["default"] and said["tuned_held_out"] != pytest.approx(said["tuned"]), \
         "the scene separates the numbers: a stage that mixed them up would fail here"
-    assert load_section(tmp_path / "postprocess.yaml", "postprocess", PostprocessParams) == found.params
+    assert load_tuned(tmp_path / "postprocess.yaml") == Tuned("maskrcnn", found.params)
 
 
 def test_submission_refuses_predictions_that_miss_test_images(small_instances, small_dataset, tmp_path):
@@ -247,9 +248,9 @@ def test_submission_refuses_predictions_that_miss_test_images(small_instances, s
     from pipeline.submission.rows import test_records
 
     records = test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
-    store.write(tmp_path / "test", {}, records[:-1], MaskFormat("roi", 28), 92, ["x1"],
-                          lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]), 8)
-    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"postprocess": yaml.safe_load(
+    store.write(tmp_path / "test", store.Made({}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records[:-1],
+                lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]), 8)
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"family": "maskrcnn", "postprocess": yaml.safe_load(
         (REPO / "params.yaml").read_text())["postprocess"]}))
     done = stage("submission", "--predictions", str(tmp_path / "test"),
                  "--sample-submission", str(small_dataset / "sample_submission.csv"),

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from pipeline.data import rle
-from pipeline.data.annotations import SUBMISSION_COLUMNS
+from pipeline.data.annotations import SUBMISSION_COLUMNS, DataError
 from pipeline.data.labels import load_labels
 from pipeline.inference.detections import ImageRecord, Instance
 from pipeline.kaggle import submit as kaggle_submit
@@ -53,7 +52,7 @@ def test_frame_has_a_row_per_instance_and_one_for_an_empty_image():
 def written_and_read(frame: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:
     path = tmp_path / "s.csv"
     submission.write(frame, path, GRIDS, LABELS)
-    return submission.check_file(path, RECORDS, _params("16x16"), LABELS)
+    return submission.check_file(path, GRIDS, LABELS)
 
 
 def _params(grid: str):
@@ -61,6 +60,14 @@ def _params(grid: str):
 
     return PostprocessParams(tta=False, score_thresh=0.5, nms_iou=0.5, mask_thresh=0.5, min_area=0,
                              max_detections=10, attribute_policy="category", grid=grid)
+
+
+def tuned_file(path: Path, grid: str = "512x512") -> Path:
+    """A tuned post-processing file as stage tune writes it."""
+    from pipeline.config.tuned import Tuned
+
+    path.write_text(Tuned("maskrcnn", _params(grid)).text())
+    return path
 
 
 def test_a_written_submission_reads_back_valid_with_its_empty_row(tmp_path):
@@ -188,8 +195,7 @@ def submit_stage(tmp_path: Path, submission_csv: Path, sample: Path, images: Pat
 
 def test_submit_validates_first_then_needs_credentials(small_dataset, tmp_path):
     records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
-    tuned = tmp_path / "tuned.yaml"
-    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
+    tuned = tuned_file(tmp_path / "tuned.yaml")
     bad = tmp_path / "bad.csv"
     submission.frame({}, records[1:]).to_csv(bad, index=False)
     done = submit_stage(tmp_path, bad, small_dataset / "sample_submission.csv", small_dataset / "test", tuned)
@@ -209,8 +215,7 @@ SECRET = "kaggle-secret-0123456789abcdef"
 def submittable(small_dataset, tmp_path) -> tuple[Path, Path, Path, Path]:
     """A valid submission of the small dataset's test images, with what stages.submit checks it against."""
     records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
-    tuned = tmp_path / "tuned.yaml"
-    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
+    tuned = tuned_file(tmp_path / "tuned.yaml")
     good = tmp_path / "good.csv"
     submission.frame({}, records).to_csv(good, index=False)
     return good, small_dataset / "sample_submission.csv", small_dataset / "test", tuned
@@ -262,8 +267,7 @@ def test_a_malformed_kaggle_json_says_it_is_malformed(submittable, tmp_path, con
 
 
 def validate_stage(tmp_path: Path, file: Path, small_dataset: Path) -> subprocess.CompletedProcess:
-    tuned = tmp_path / "tuned.yaml"
-    tuned.write_text(yaml.safe_dump({"postprocess": _params("16x16").model_dump(mode="json")}))
+    tuned = tuned_file(tmp_path / "tuned.yaml")
     return subprocess.run([sys.executable, "-m", "stages.validate_submission", str(file),
                            "--sample-submission", str(small_dataset / "sample_submission.csv"),
                            "--test-images", str(small_dataset / "test"),
@@ -302,3 +306,37 @@ def test_the_validator_does_not_load_torch():
     code = "import sys, stages.validate_submission; print(sorted(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "'torch'" not in loaded and "'torchvision'" not in loaded
+
+
+def test_a_valid_first_row_longer_than_the_csv_field_limit_is_read(tmp_path):
+    """A mask of 131,072 runs on the 512 x 512 grid: longer than the csv module's default field limit."""
+    striped = np.zeros((512, 512), bool)
+    striped[::2] = True  # one run per row pair in each column: 131,072 runs
+    path = tmp_path / "s.csv"
+    pd.DataFrame([("a.jpg", rle.encode(striped), "1")], columns=SUBMISSION_COLUMNS).to_csv(path, index=False)
+    assert len(path.read_text().splitlines()[1]) > 131_072
+    back = submission.check_file(path, {"a.jpg": (512, 512)}, LABELS)
+    assert np.array_equal(rle.decode(back.EncodedPixels.iloc[0], 512, 512), striped)
+
+
+def test_a_quoted_line_break_keeps_later_line_numbers_right(tmp_path):
+    frame = valid_frame()
+    frame.loc[0, "ClassId"] = "1\n"  # line 2 spans lines 2 and 3
+    frame.loc[3, "EncodedPixels"] = "5 3 2"  # the fourth row starts on line 6
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(SubmissionError) as caught:
+        submission.check_file(path, GRIDS, LABELS)
+    assert "line 2: ClassId '1\\n' is not integers" in str(caught.value)
+    assert "line 6: EncodedPixels on the 16x16 grid" in str(caught.value)
+
+
+@pytest.mark.parametrize("image_id", ["../train/x.jpg", "/srv/test/x.jpg"])
+def test_a_sample_submission_image_id_that_is_a_path_is_refused_with_its_line(small_dataset, tmp_path, image_id):
+    """It used to be read from the other folder by predict, written into the submission and called valid."""
+    lines = (small_dataset / "sample_submission.csv").read_text().splitlines()
+    lines.insert(3, f"{image_id},1 1,23")
+    (tmp_path / "sample.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"sample.csv: 1 ImageId\(s\) are not plain file names of .*: line 4: "
+                                        f"'{image_id}'"):
+        submission.test_records(tmp_path / "sample.csv", small_dataset / "test")

@@ -316,3 +316,22 @@ def test_ddp_on_two_cuda_gpus_trains_with_syncbatchnorm(small_instances, small_d
     assert "SyncBatchNorm" in kinds and "BatchNorm2d" not in kinds, kinds
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+
+
+def test_a_finished_run_whose_best_checkpoint_was_damaged_gets_the_same_best_weights_back(small_instances,
+                                                                                        small_dataset, tmp_path,
+                                                                                        capsys):
+    """Rerunning the stage used to print 'training finished' and leave best.pt broken. One epoch: last.pt holds
+    the best weights, and they are written again from it (test_pieces covers a run whose best was earlier)."""
+    data = datasets(small_instances, small_dataset / "train", n_train=4, n_val=2)
+    one_epoch = TRAIN.model_copy(update={"epochs": 1})
+    assert run(tmp_path, data, one_epoch).finished
+    best = checkpoint.load(tmp_path / "run" / BEST)["model"]
+    (tmp_path / "run" / BEST).write_bytes((tmp_path / "run" / BEST).read_bytes()[:1000])
+    capsys.readouterr()
+    assert run(tmp_path, data, one_epoch).finished
+    assert "best.pt has 1,000 bytes" in capsys.readouterr().out
+    repaired = checkpoint.load(tmp_path / "run" / BEST)["model"]
+    assert all(torch.equal(best[k], repaired[k]) for k in best)
+    run(tmp_path, data, one_epoch)
+    assert "best.pt" not in capsys.readouterr().out, "sound again: nothing to repair"

@@ -16,6 +16,7 @@ from pipeline.training.resume import RESOLVED, differences, restore
 from pipeline.training.validation import improves
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
+from pipeline.utils.fingerprint import file_record
 
 ONE = Context(0, 1, torch.device("cpu"))
 
@@ -93,3 +94,44 @@ def test_a_checkpoint_of_another_run_moves_aside_and_one_of_this_run_is_restored
     previous = tmp_path / "run.previous"
     assert sorted(p.name for p in previous.iterdir()) == sorted([LAST, BEST, RESOLVED])
     assert not any(run_dir.iterdir()), "training starts fresh"
+
+
+def _finished_run(run_dir, best_step: int, step: int) -> dict:
+    """A run folder whose last.pt (step ``step``) records the best.pt written at ``best_step``."""
+    run_dir.mkdir()
+    weights = {"model": {"w": torch.arange(4.0) + best_step}, "params": {}, "num_classes": 47, "num_attributes": 92}
+    checkpoint.save(run_dir / BEST, {**weights, "score": {"step": best_step}, "step": best_step})
+    state = {"step": step, "best_step": best_step, "history": [{"step": best_step, "score": 0.3}],
+             "best_file": file_record(run_dir / BEST)}
+    checkpoint.save(run_dir / LAST, {**weights, "resume_key": {"lr": 0.1}, "state": state})
+    return checkpoint.load(run_dir / BEST)
+
+
+def test_a_damaged_best_checkpoint_is_written_again_from_last_when_it_holds_the_same_weights(tmp_path, capsys):
+    best = _finished_run(tmp_path / "run", best_step=6, step=6)
+    (tmp_path / "run" / BEST).write_bytes((tmp_path / "run" / BEST).read_bytes()[:200])
+    assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is not None
+    assert "best.pt: best.pt has 200 bytes" in capsys.readouterr().out
+    repaired = checkpoint.load(tmp_path / "run" / BEST)
+    assert torch.equal(repaired["model"]["w"], best["model"]["w"]) and repaired["step"] == 6
+    assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is not None
+    assert capsys.readouterr().out == "", "last.pt now records the new best.pt"
+
+
+@pytest.mark.parametrize("damage", [lambda best: best.unlink(), lambda best: best.write_bytes(b"")])
+def test_a_damaged_best_checkpoint_no_file_can_restore_means_training_again(tmp_path, capsys, damage):
+    """A finished run used to print 'training finished' and leave best.pt broken, run after run."""
+    _finished_run(tmp_path / "run", best_step=3, step=6)
+    damage(tmp_path / "run" / BEST)
+    assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is None
+    assert (f"not resuming {tmp_path / 'run' / LAST} (best.pt failed its check (best.pt "
+            in capsys.readouterr().out)
+    assert not (tmp_path / "run" / LAST).exists(), "training starts fresh"
+
+
+def test_a_damaged_last_checkpoint_means_training_again(tmp_path, capsys):
+    _finished_run(tmp_path / "run", best_step=6, step=6)
+    (tmp_path / "run" / LAST).write_bytes((tmp_path / "run" / LAST).read_bytes()[:300])
+    assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is None
+    assert "(it cannot be read: " in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "run.previous").iterdir()) == [BEST, LAST]
