@@ -36,6 +36,13 @@ def hooked(hook: str, value: str, name: str, *args: str) -> subprocess.Completed
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def offline_stage(name: str, *args: str) -> subprocess.CompletedProcess:
+    """A stage run that reaches no network (``tests/offline_stage.py``): an attempt ends it with status 86."""
+    return subprocess.run([sys.executable, str(REPO / "tests" / "offline_stage.py"), "-m", f"stages.{name}", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
 def params_file(tmp_path: Path, **changes: dict) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in changes.items():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -9,15 +12,19 @@ from pydantic import ValidationError
 from torch import nn
 from torchvision.ops import roi_align
 
+import stages.predict
 from pipeline.config.inference import PredictParams
+from pipeline.inference import predict
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import paste
 from pipeline.inference.predict import checkpoint_path, load_model, make_views, predict_batch
+from pipeline.models import registry
 from pipeline.models.contract import MaskFormat
-from pipeline.models.layout import speed_up
+from pipeline.models.layout import backbone_of, speed_up
 from pipeline.utils.checkpoint import CheckpointError
 
 from model_configs import changed, maskrcnn_config, yolact_config
+from stage_runs import predict_args, training_inputs
 
 MIN_SIZE, MAX_SIZE = 64, 96
 
@@ -244,3 +251,30 @@ def test_the_inference_speed_options_keep_the_detections(option, family, tmp_pat
                             stack_views=option == "stack_views")
     assert len(plain) > 0
     assert_same_detections(fast, plain)
+
+
+def test_the_predict_stage_passes_its_speed_options_to_inference(small_instances, small_dataset, tmp_path,
+                                                                  monkeypatch):
+    """Stage predict, in-process on one image of each split, with an untrained tiny Mask R-CNN's weights:
+    every batch is predicted with the views stacked and the backbone in channels-last format."""
+    params, _ = training_inputs(tmp_path, small_instances,
+                                predict={"stack_views": True, "channels_last": True, "device": "cpu"})
+    config = registry.load(params)
+    (tmp_path / "run").mkdir()
+    torch.save({"model": config.build(47, 92, initial_weights=False).state_dict(), "num_classes": 47},
+               tmp_path / "run" / "best.pt")
+    calls, real = [], predict.predict_batch
+
+    def spy(*args, **kwargs):
+        given = inspect.signature(real).bind(*args, **kwargs)
+        given.apply_defaults()
+        convolutions = [m.weight for m in backbone_of(given.arguments["model"]).modules() if isinstance(m, nn.Conv2d)]
+        calls.append((given.arguments["stack_views"],
+                      all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_batch", spy)
+    monkeypatch.setattr(sys, "argv", ["predict", *predict_args(tmp_path, params, small_dataset, tmp_path / "out"),
+                                      "--limit", "1"])
+    stages.predict.main()
+    assert calls == [(True, True)] * 2, "(predict.stack_views, predict.channels_last) of each split's batch"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import pytest
 import torch
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.models.contract import DetectionModel, MaskFormat
 from pipeline.models.weights import WeightsError
@@ -55,6 +60,39 @@ def test_eval_returns_well_formed_detections_of_the_trained_image():
         assert "attributes" not in output
     assert {1, 24} <= set(outputs[0]["labels"].tolist()), "it learned the image's two categories"
     assert model.inference_counts["kept"] == sum(len(o["labels"]) for o in outputs)
+
+
+@functools.cache
+def _unet_with_dice_weight_2() -> torch.nn.Module:
+    return unet_config(dice_weight=2.0).build(NUM_CLASSES, 92, initial_weights=False).train()
+
+
+def _expected_losses(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Cross-entropy, and Dice loss averaged over the classes the truth shows, of (C, h, w) logits (float64)."""
+    shifted = np.exp(logits - logits.max(0))
+    probabilities = shifted / shifted.sum(0)
+    one_hot = np.eye(len(logits))[truth].transpose(2, 0, 1)
+    cross_entropy = -np.log((probabilities * one_hot).sum(0)).mean()
+    present = np.unique(truth)
+    dice = [2 * (probabilities[c] * one_hot[c]).sum() / (probabilities[c].sum() + one_hot[c].sum()) for c in present]
+    return cross_entropy, float(np.mean([1 - d for d in dice]))
+
+
+@settings(max_examples=30)
+@given(classes=st.lists(st.sampled_from([0, 1, 5, 24, 46]), min_size=6, max_size=6), seed=st.integers(0, 2**16))
+def test_the_losses_of_a_tiny_image_are_cross_entropy_and_the_dice_loss_of_the_classes_shown(classes, seed):
+    """A 2 x 3 image padded to 2 x 4 (the pad ignored): Dice over the classes present, not smp's over all 47."""
+    model = _unet_with_dice_weight_2()
+    truth = np.array(classes).reshape(2, 3)
+    logits = 3 * torch.randn((1, NUM_CLASSES, 2, 4), generator=torch.Generator().manual_seed(seed))
+    labels = [c for c in np.unique(truth) if c]
+    target = {"labels": torch.tensor(labels, dtype=torch.int64),
+              "masks": torch.from_numpy(np.stack([truth == c for c in labels]) if labels else np.zeros((0, 2, 3)))}
+    model.logits = lambda images: logits  # the network's output, fixed: the losses are what is checked
+    losses = model([torch.zeros((3, 2, 3))], [target])
+    cross_entropy, dice = _expected_losses(logits[0, :, :, :3].double().numpy(), truth)
+    assert losses["loss_ce"].item() == pytest.approx(cross_entropy, rel=1e-5)
+    assert losses["loss_dice"].item() == pytest.approx(2.0 * dice, rel=1e-5, abs=1e-6)
 
 
 def test_encoder_weights_load_from_a_resnet_state_dict_file(tmp_path):

@@ -20,7 +20,7 @@ from pipeline.shop.index import Catalogue, CatalogueError, build_index, load_cat
 from pipeline.shop.scores import recall_at_k, retrieval_scores
 
 from model_configs import one_image, tiny_config
-from stage_runs import REPO, params_file, stage
+from stage_runs import REPO, offline_stage, params_file
 
 CPU = torch.device("cpu")
 
@@ -124,9 +124,10 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
     params["index"].update(kind="ivf", nlist=4, nprobe=2)  # the approximate index, end to end
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     common = ["--params", str(tmp_path / "params.yaml")]
-    done = stage("index", *common, "--run-dir", str(root / "run"), "--instances", str(root / "instances.parquet"),
-                 "--images", str(small_dataset / "train"), "--folds", str(root / "folds.csv"), "--labels", labels,
-                 "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"))
+    done = offline_stage("index", *common, "--run-dir", str(root / "run"),
+                         "--instances", str(root / "instances.parquet"), "--images", str(small_dataset / "train"),
+                         "--folds", str(root / "folds.csv"), "--labels", labels,
+                         "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "retrieval.json").read_text())
     assert metrics["catalogue_items"] > 0 and metrics["features"] in metrics["by_features"]
@@ -137,7 +138,7 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
     photo = sorted((small_dataset / "test").iterdir())[0]
     search = ["--run-dir", str(root / "run"), "--index", str(tmp_path / "index"), "--tuned", str(tuned),
               "--labels", labels, str(photo), "--k", "3", "--out", str(tmp_path / "similar")]
-    done = stage("similar", *common, *search)
+    done = offline_stage("similar", *common, *search)
     assert done.returncode == 0, done.stderr
     found = json.loads((tmp_path / "similar" / f"{photo.stem}.json").read_text())
     assert found["items"] and all(len(item["similar"]) <= 3 for item in found["items"])
@@ -145,13 +146,14 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
                for item in found["items"] for hit in item["similar"])
     assert (tmp_path / "similar" / f"{photo.stem}.png").is_file()
     (tmp_path / "notes.jpg").write_text("not a photo")
-    segmented = stage("segment", *common, "--run-dir", str(root / "run"), "--tuned", str(tuned), "--labels", labels,
-                      str(tmp_path / "notes.jpg"), str(photo), "--out", str(tmp_path / "segmented"))
+    segmented = offline_stage("segment", *common, "--run-dir", str(root / "run"), "--tuned", str(tuned),
+                              "--labels", labels, str(tmp_path / "notes.jpg"), str(photo),
+                              "--out", str(tmp_path / "segmented"))
     assert segmented.returncode == 1 and "notes.jpg: not an image" in segmented.stderr, segmented.stderr
     assert "1 of 2 photo(s) could not be segmented" in segmented.stderr and "Traceback" not in segmented.stderr
     assert {p.name for p in (tmp_path / "segmented").iterdir()} == {f"{photo.stem}.json", f"{photo.stem}.png"}
     params["maskrcnn"]["box_detections_per_img"] = 7
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(params))
-    refused = stage("similar", "--params", str(tmp_path / "other.yaml"), *search)
+    refused = offline_stage("similar", "--params", str(tmp_path / "other.yaml"), *search)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "built with another model (maskrcnn differ)" in refused.stderr

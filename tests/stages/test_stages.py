@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from pipeline.inference import store
+from pipeline.models import registry
 from pipeline.models.contract import MaskFormat
 from pipeline.utils import checkpoint
 
@@ -81,20 +83,29 @@ def test_each_stage_depends_on_every_module_it_imports(name):
     assert modules - deps == set()
 
 
-@pytest.mark.parametrize("name", ["train", "predict", "compare"])
-@pytest.mark.parametrize("family", ["maskrcnn", "unet"])
+#: The stages that build a model of a family (and so import its package when they run).
+_BUILDERS = ["train", "predict", "compare", "index"]
+
+
+def test_every_stage_that_builds_a_family_is_checked_for_its_code():
+    """A stage builds a family through the registry: each stage that imports it is in ``_BUILDERS``."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    building = {name for name, entry in stages.items()
+                if "pipeline/models/registry.py" in entry.get("do", entry)["deps"]}
+    assert building == set(_BUILDERS)
+
+
+@pytest.mark.parametrize("name", _BUILDERS)
+@pytest.mark.parametrize("family", list(registry._BUILT_IN))
 def test_the_stages_that_build_a_family_depend_on_its_code(name, family):
     """A family is imported when a run builds it, not by the stage's import: its package is a folder dep
     (of its own stages only: another family's code change reruns nothing of this one) and its shared code is listed."""
-    import importlib.util
-
-    from pipeline.models import registry
-
     entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
-    deps = {dep.replace("${item}", family) for dep in entry.get("do", entry)["deps"]}
+    # the family a stage builds: foreach's item, or the index stage's param
+    deps = {dep.replace("${item}", family).replace("${index.family}", family) for dep in entry.get("do", entry)["deps"]}
     own = f"pipeline/models/{family}"
     assert own in deps or "pipeline/models" in deps
-    if "do" in entry:
+    if own in deps:
         assert not {f"pipeline/models/{other}" for other in registry._BUILT_IN if other != family} & deps
     files = {str(Path(importlib.util.find_spec(m).origin).relative_to(REPO)) for m in
              registry.family(family).code_modules()}
