@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "predict": ["View", "make_views", "load_model", "predict_files", "prediction_key", "records_of",
                     "resolve_device"],
         "detections": ["Detections", "ImageRecord", "Instance"],
-        "store": ["Predictions", "PredictionsError", "read", "write"],
+        "store": ["Made", "Predictions", "PredictionsError", "read", "write"],
         "postprocess": ["process_image", "predict_instances", "check_attribute_settings"],
         "masks": ["paste", "remove_overlaps"],
     },

@@ -1,4 +1,5 @@
-"""Utilities every package shares: the error type, atomic files, checkpoints, digests, the device.
+"""Utilities every package shares: the error type, atomic files, locks, checked reads, safe paths, checkpoints, digests,
+the device.
 
 Public names, imported on first use (docs/development.md, "Where a change goes").
 """
@@ -11,7 +12,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "errors": ["PipelineError"],
         "io": ["DiskFullError", "atomic_path", "atomic_write", "write_json", "as_json"],
         "checkpoint": ["CheckpointError", "save", "load"],
-        "fingerprint": ["imported_modules", "source_digest", "file_digest"],
+        "fingerprint": ["imported_modules", "source_digest", "file_digest", "file_record", "record_problem"],
+        "lock": ["BusyError", "exclusive"],
+        "paths": ["UnsafePathError", "inside", "name_problem"],
+        "tables": ["DamagedFileError", "read_parquet", "read_json"],
         "device": ["autocast", "use_cuda"],
     },
 )

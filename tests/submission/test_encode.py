@@ -89,10 +89,11 @@ def test_the_submission_stage_encodes_with_the_workers_of_its_params(small_datas
     """submission.workers: 2 reaches the pool (5 test images: the default would encode them in-process)."""
     sizes = _threads_for_processes(monkeypatch)
     records = rows.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
-    store.write(tmp_path / "test", {}, records, MaskFormat("roi", 28), 92, ["x1"],
+    store.write(tmp_path / "test", store.Made({}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records,
                 lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]), 8)
     tuned = tmp_path / "tuned.yaml"
-    tuned.write_text(yaml.safe_dump({"postprocess": yaml.safe_load((REPO / "params.yaml").read_text())["postprocess"]}))
+    tuned.write_text(yaml.safe_dump({"family": "maskrcnn",
+                                     "postprocess": yaml.safe_load((REPO / "params.yaml").read_text())["postprocess"]}))
     params = params_file(tmp_path, submission={"workers": 2})
     monkeypatch.setattr(sys, "argv", [
         "submission", "--params", str(params), "--predictions", str(tmp_path / "test"),
