@@ -193,7 +193,7 @@ def _check_images(frame: pd.DataFrame, image_dir: Path | None, on_size_mismatch:
         except FileNotFoundError:
             missing[image_id] = f"{path} does not exist"
             continue
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
             unreadable[image_id] = f"{path}: {exc}"
             continue
         if real != (height, width):

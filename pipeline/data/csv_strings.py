@@ -45,7 +45,7 @@ def _header_and_first_row(path: Path, error: type[PipelineError]) -> tuple[list[
     """The header, the first non-blank row after it, and that row's line number."""
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the header
             reader = csv.reader(handle)
             header = next(reader, None)
             first = next((row for row in reader if row), None)

@@ -36,7 +36,8 @@ def load_image(path: Path, height: int, width: int, scale: float) -> torch.Tenso
             return F.pil_to_tensor(to_rgb(image))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image not found") from exc
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:  # PIL raises SyntaxError on some broken headers
+    # PIL raises SyntaxError on some broken headers, DecompressionBombError on a size meant to exhaust memory
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from exc
 
 

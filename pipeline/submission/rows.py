@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from pipeline.data import rle
 from pipeline.data.annotations import SUBMISSION_COLUMNS, DataError, jpeg_size
@@ -65,7 +66,7 @@ def test_records(sample_submission: Path | str, image_dir: Path | str) -> list[I
         except FileNotFoundError as exc:
             raise DataError(f"{path}: test image listed in {sample_submission} (line {lines[image_id]}) not found"
                             ) from exc
-        except OSError as exc:
+        except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path}: cannot read image ({exc})") from exc
         records.append(ImageRecord(image_id, height, width))
     return records

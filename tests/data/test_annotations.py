@@ -14,6 +14,8 @@ from pipeline.data import rle
 from pipeline.data.annotations import INSTANCE_COLUMNS, PROBLEM_KINDS, DataError, prepare
 from pipeline.data.labels import load_labels
 
+from damaged_files import bomb_png
+
 LABELS = load_labels()
 
 
@@ -256,3 +258,20 @@ def test_a_quoted_line_break_moves_every_later_line_number(dataset_copy):
     lines = (dataset_copy / "train.csv").read_text().splitlines()
     for row in result.instances.itertuples():
         assert lines[row.csv_line - 1].startswith(f"{row.image_id},{row.rle},"), "csv_line is the row's own line"
+
+
+def test_a_decompression_bomb_is_an_unreadable_image(dataset_copy):
+    """Its header claims 400 megapixels: PIL refuses to open it, and prepare counts it instead of failing."""
+    rows = read_rows(dataset_copy)
+    bomb_png(dataset_copy / "train" / rows[1][0])
+    result = run(dataset_copy)
+    assert result.report["problems"]["unreadable_image"]["count"] == 1
+    assert "decompression bomb" in result.report["problems"]["unreadable_image"]["examples"][0]["detail"]
+    assert_every_drop_counted(result.report)
+
+
+def test_a_train_csv_saved_with_a_byte_order_mark_is_read_as_it_is_without(small_dataset, dataset_copy):
+    """Spreadsheet programs write one; it used to make the header read '\\ufeffImageId' and stop prepare."""
+    path = dataset_copy / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    pd.testing.assert_frame_equal(run(dataset_copy).instances, run(small_dataset).instances)

@@ -15,6 +15,7 @@ from pipeline.data.annotations import DataError
 from pipeline.data.dataset import InstanceDataset, decode_masks
 from pipeline.data.image_cache import CacheSettings, build_cache
 from pipeline.data.transforms import resize, scaled_size
+from pipeline.utils.lock import BusyError, exclusive
 from pipeline.utils.paths import UnsafePathError
 
 SETTINGS = CacheSettings(min_size=64, max_size=96, scale_high=1.25, jpeg_quality=95)
@@ -174,3 +175,10 @@ def test_an_image_id_that_is_a_path_is_never_read_or_written(small_instances, sm
     with pytest.raises(UnsafePathError, match=f"{image_id!r} is not a plain file name"):
         build_cache(rows, images, tmp_path / "data" / "cache", SETTINGS)
     assert (foreign / "victim.jpg").read_bytes() == original and stale.is_file()
+
+
+def test_a_cache_another_run_builds_is_refused(small_instances, small_dataset, tmp_path):
+    with exclusive(tmp_path / "cache", "stage cache"), \
+            pytest.raises(BusyError, match=rf"{tmp_path / 'cache'} is busy: stage cache \(process"):
+        build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
+    assert not (tmp_path / "cache").exists(), "nothing was touched"

@@ -14,10 +14,11 @@ from torchvision.ops import roi_align
 
 import stages.predict
 from pipeline.config.inference import PredictParams
-from pipeline.inference import predict
+from pipeline.inference import predict, store
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import paste
 from pipeline.inference.predict import checkpoint_path, load_model, make_views, predict_batch
+from pipeline.inference.store import PredictionsError
 from pipeline.models import registry
 from pipeline.models.contract import MaskFormat
 from pipeline.models.layout import backbone_of, speed_up
@@ -278,3 +279,6 @@ def test_the_predict_stage_passes_its_speed_options_to_inference(small_instances
                                       "--limit", "1"])
     stages.predict.main()
     assert calls == [(True, True)] * 2, "(predict.stack_views, predict.channels_last) of each split's batch"
+    for split in ("val", "test"):  # a --limit run is a smoke run: its folders say so, and no reader takes them
+        with pytest.raises(PredictionsError, match="made with --limit 1"):
+            store.read(tmp_path / "out" / split)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from pipeline.inference.detections import ImageRecord, Instance
 from pipeline.kaggle import submit as kaggle_submit
 from pipeline.submission import rows as submission
 from pipeline.submission.rows import SubmissionError
+
+from damaged_files import bomb_png
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = load_labels()
@@ -340,3 +343,12 @@ def test_a_sample_submission_image_id_that_is_a_path_is_refused_with_its_line(sm
     with pytest.raises(DataError, match=rf"sample.csv: 1 ImageId\(s\) are not plain file names of .*: line 4: "
                                         f"'{image_id}'"):
         submission.test_records(tmp_path / "sample.csv", small_dataset / "test")
+
+
+def test_a_test_image_that_is_a_decompression_bomb_is_named(small_dataset, tmp_path):
+    images = tmp_path / "test"
+    shutil.copytree(small_dataset / "test", images)
+    victim = sorted(images.iterdir())[0]
+    bomb_png(victim)
+    with pytest.raises(DataError, match=rf"{victim}: cannot read image \(.*decompression bomb"):
+        submission.test_records(small_dataset / "sample_submission.csv", images)

@@ -27,6 +27,7 @@ from pipeline.training.validation import evaluate
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
 from pipeline.utils.fingerprint import imported_modules
+from pipeline.utils.lock import BusyError, exclusive
 
 from model_configs import tiny_config
 from training_runs import TRAIN, datasets, run, weights
@@ -335,3 +336,11 @@ def test_a_finished_run_whose_best_checkpoint_was_damaged_gets_the_same_best_wei
     assert all(torch.equal(best[k], repaired[k]) for k in best)
     run(tmp_path, data, one_epoch)
     assert "best.pt" not in capsys.readouterr().out, "sound again: nothing to repair"
+
+
+def test_a_run_folder_another_run_trains_in_is_refused(small_instances, small_dataset, tmp_path):
+    data = datasets(small_instances, small_dataset / "train", n_train=2, n_val=1)
+    with exclusive(tmp_path / "run", "stage train"), \
+            pytest.raises(BusyError, match=rf"{tmp_path / 'run'} is busy: stage train \(process"):
+        run(tmp_path, data)
+    assert not (tmp_path / "run").exists(), "nothing was touched"
