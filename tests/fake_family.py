@@ -4,12 +4,20 @@
 registered, as a plugin would. Its model has one weight: train mode returns the loss
 ``loss_fake`` = (w - 1)^2; eval mode finds, in every image, one instance of category
 ``FakeParams.category``: the centre half of the image, with a full crop mask.
+
+It also registers the family ``timed``, whose speed and memory are known, for the tests of the
+comparison's measurements: each forward pass (a batch, train or eval) sleeps ``TimedParams.seconds``
+and fills ``TimedParams.ballast_mb`` megabytes. The process that ``pipeline.comparison.measure``
+spawns imports this module to unpickle those params, and so finds the family there too. A test
+process imports it only with the registry swapped for a copy (``monkeypatch``): other tests expect
+the built-in families alone.
 """
 
 from __future__ import annotations
 
 import runpy
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +25,7 @@ from torch import nn
 
 from pipeline.config.model import ModelParams
 from pipeline.models.contract import MaskFormat
-from pipeline.models.registry import Family, register
+from pipeline.models.registry import Family, ModelConfig, register
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,41 @@ def build(params: FakeParams, model: ModelParams, num_classes: int, num_attribut
 
 
 register(Family("fake", FakeParams, build))
+
+
+@dataclass(frozen=True)
+class TimedParams:
+    __pydantic_config__ = {"extra": "forbid"}
+
+    seconds: float = 0.1
+    ballast_mb: int = 0
+
+
+class TimedModel(nn.Module):
+    num_attributes = 0
+    mask_format = MaskFormat("crop", 8)
+    parameters_count = 3
+
+    def __init__(self, params: TimedParams) -> None:
+        super().__init__()
+        self.params = params
+        self.weight = nn.Parameter(torch.zeros(self.parameters_count))
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> dict | list[dict]:
+        time.sleep(self.params.seconds)
+        ballast = torch.ones(self.params.ballast_mb * 2**20 // 4)  # float32, written: resident
+        if self.training:
+            return {"loss_timed": ((self.weight - 1) ** 2).sum() + 0 * ballast[:1].sum()}
+        return [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
+                 "masks": torch.zeros((0, 1, 8, 8))} for _ in images]
+
+
+def timed_config(seconds: float, ballast_mb: int = 0) -> ModelConfig:
+    return ModelConfig(ModelParams(family="timed", min_size=64, max_size=96), TimedParams(seconds, ballast_mb))
+
+
+TIMED = Family("timed", TimedParams, lambda params, *args: TimedModel(params))
+register(TIMED)
 
 if __name__ == "__main__":
     assert sys.argv[1] == "-m", "usage: fake_family.py -m stages.NAME ARGS..."

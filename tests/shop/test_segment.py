@@ -57,6 +57,10 @@ def test_any_photo_gives_items_whose_json_masks_are_the_overlays(segmenter, tmp_
         assert entry["category"] == LABELS.category_name(entry["category_id"])
         x0, y0, x1, y1 = entry["box"]
         assert 0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height
+        rows, cols = np.flatnonzero(kaggle.any(1)), np.flatnonzero(kaggle.any(0))
+        across, down = photo.width / grid[1], photo.height / grid[0]
+        assert entry["box"] == pytest.approx([cols[0] * across, rows[0] * down, (cols[-1] + 1) * across,
+                                              (rows[-1] + 1) * down], abs=0.051), "the mask's box, in photo pixels"
         decoded.append(type(item)(item.category, item.attributes, item.score, item.box, kaggle))
     picture = photo_on_grid(photo, segmenter.max_side)
     drawn = np.asarray(overlay(picture, items, LABELS))
