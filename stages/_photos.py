@@ -79,12 +79,14 @@ def output_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def output_folder(path: Path) -> Path:
-    """``--out``, made if need be; a clear error when it is a file."""
+def output_folder(path: Path, make: bool = True) -> Path:
+    """``--out``, made if ``make``; a clear error when it is a file (checked first, before any model loads, and
+    made only when there is something to write into it)."""
     if path.exists() and not path.is_dir():
         raise PipelineError(f"{path}: --out must be a folder, and this is a file")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if make:
+            path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PipelineError(f"{path}: cannot make the output folder ({exc.strerror or exc})") from exc
     return path

@@ -27,8 +27,9 @@ def main() -> None:
     add_model_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("segmented"), help="folder to write (default: segmented)")
     args = cli.parse_args()
-    output_folder(args.out)
+    output_folder(args.out, make=False)
     segment, model_info = open_segmenter(args, args.family)
+    output_folder(args.out)
 
     def work(path: Path, name: str) -> str:
         photo, items = segment(path)

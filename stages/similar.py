@@ -35,12 +35,13 @@ def main() -> None:
     add_model_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("similar"), help="folder to write (default: similar)")
     args = cli.parse_args()
-    output_folder(args.out)
+    output_folder(args.out, make=False)
     family = load_section(args.params, "index", IndexParams).family
     segment, model_info = open_segmenter(args, family)
     require_features(segment.model, family)
     catalogue = load_catalogue(args.index, catalogue_key(model_info["checkpoint"], registry.load(args.params, family)))
     kind, image_dir = catalogue.manifest["features"], Path(catalogue.manifest["image_dir"])
+    output_folder(args.out)
 
     def work(path: Path, name: str) -> str:
         photo, items = segment(path)

@@ -9,6 +9,7 @@ change a copy, never the run's checkpoints.
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -87,6 +88,23 @@ def _train_rate(model, dataset: InstanceDataset, compare: CompareParams, train: 
     return compare.train_steps * len(images) / _timed(device, lambda: steps(compare.train_steps))
 
 
+def _peak_resident_mb() -> float:
+    """This process's own peak resident memory, in MiB.
+
+    Linux keeps ``ru_maxrss`` across ``exec``: a spawned process starts with its parent's peak, so
+    a family measured from a stage holding 2 GB reported at least 2 GB. The high-water mark of the
+    process's own memory map (``VmHWM``) starts afresh; ``ru_maxrss`` is the fallback elsewhere.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
 def _measure(checkpoint: Path, config: ModelConfig, num_attributes: int, dataset: InstanceDataset,
              compare: CompareParams, train: TrainParams, predict: PredictParams) -> Measurement:
     torch.manual_seed(compare.seed)
@@ -96,8 +114,7 @@ def _measure(checkpoint: Path, config: ModelConfig, num_attributes: int, dataset
         torch.cuda.reset_peak_memory_stats(device)
     inference = _inference_rate(model, dataset, compare, predict, device)
     training = _train_rate(model, dataset, compare, train, device)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_resident_mb()
     return Measurement(training, inference, sum(p.numel() for p in model.parameters()), peak, str(device),
                        model.num_attributes > 0)
 

@@ -264,8 +264,6 @@ def test_speeds_memory_and_parameters_are_measured_as_defined(tmp_path, small_in
     assert found.parameters == timed.TimedModel.parameters_count and found.device == "cpu" and not found.attributes
 
 
-@pytest.mark.xfail(strict=True, reason="on the CPU, peak_memory_mb is ru_maxrss, which a spawned process inherits "
-                                       "from its parent's peak (fork then exec): reported to the project, not fixed")
 def test_peak_memory_is_the_measuring_process_s_own(tmp_path, small_instances, small_dataset, timed):
     """A family that fills 200 MB more in each pass peaks 200 MB higher, whatever the process that asked for the
     measurement holds: this one is first made to peak 1 GB higher, as a stage holding a large dataset would."""

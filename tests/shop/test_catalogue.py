@@ -93,7 +93,9 @@ def _catalogue(vectors: np.ndarray, categories: list[int], kind: str = "flat", n
                nprobe: int = 1) -> Catalogue:
     items = pd.DataFrame({"image_id": [f"{i}.jpg" for i in range(len(categories))], "x0": 0.0, "y0": 0.0,
                           "x1": 1.0, "y1": 1.0, "category": categories, "attributes": [[] for _ in categories]})
-    return Catalogue(build_index(vectors, kind, nlist, nprobe, seed=0), items, {"key": {"checkpoint": "a"}})
+    manifest = {"key": {"checkpoint": "a"}, "features": "texture", "kind": kind, "image_dir": "images",
+                "items": len(items), "dimensions": vectors.shape[1]}
+    return Catalogue(build_index(vectors, kind, nlist, nprobe, seed=0), items, manifest)
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -268,7 +270,7 @@ def test_scores_of_a_gallery_of_several_categories_match_a_hand_count():
 
 def test_a_catalogue_built_with_another_model_is_refused(tmp_path):
     catalogue = _catalogue(_unit(np.random.default_rng(0), 10, 4), [1] * 10)
-    catalogue.manifest = {"key": {"checkpoint": "aaa", "model": {"min_size": 64}}, "features": "texture"}
+    catalogue.manifest["key"] = {"checkpoint": "aaa", "model": {"min_size": 64}}
     save_catalogue(tmp_path / "index", catalogue)
     loaded = load_catalogue(tmp_path / "index", {"checkpoint": "aaa", "model": {"min_size": 64}})
     assert loaded.index.ntotal == 10
@@ -287,7 +289,7 @@ OTHER_KEY = {"checkpoint": "bbb", "model": {"family": "maskrcnn", "min_size": 96
 def test_a_catalogue_is_refused_naming_each_part_of_the_model_that_differs(tmp_path):
     """Weights, model section, family section, or the family itself: whatever differs is named, nothing else."""
     catalogue = _catalogue(_unit(np.random.default_rng(0), 10, 4), [1] * 10)
-    catalogue.manifest = {"key": KEY, "features": "texture"}
+    catalogue.manifest["key"] = KEY
     save_catalogue(tmp_path, catalogue)
     assert load_catalogue(tmp_path, dict(reversed(KEY.items()))).index.ntotal == 10, "the same key, in any order"
     for count in (1, 2, 3):
