@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import get_args
 
+from pipeline.config.inference import grids
 from pipeline.config.literals import Grid
 from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
@@ -26,19 +27,17 @@ def main() -> None:
     cli.add_argument("--labels", type=Path, default=Path("data/raw/label_descriptions.json"))
     cli.add_argument("--tuned", type=Path, help="postprocess section naming the grid; default: "
                      "tuning/<model.family>/postprocess.yaml")
-    cli.add_argument("--grid", choices=get_args(Grid), help="override the tuned file's grid")
+    cli.add_argument("--grid", choices=get_args(Grid), help="the grid, instead of the tuned file's (which is then "
+                     "not read)")
     args = cli.parse_args()
-    args.tuned = tuned_postprocess(args.params, args.tuned)
-    params = load_tuned(args.tuned).postprocess
-    if args.grid:
-        params = params.model_copy(update={"grid": args.grid})
+    grid = args.grid or load_tuned(tuned_postprocess(args.params, args.tuned)).postprocess.grid
     records = submission.test_records(args.sample_submission, args.test_images)
     labels = load_labels(args.labels)
-    frame = submission.check_file(args.file, params.grids(records), labels)
+    frame = submission.check_file(args.file, grids(grid, records), labels)
     for remark in submission.remarks(frame, labels):
         print(f"warning: {args.file}: {remark}", file=sys.stderr)
     print(f"{args.file}: valid ({len(frame)} rows, {frame.ImageId[frame.ImageId != ''].nunique()} images, "
-          f"grid {params.grid})")
+          f"grid {grid})")
 
 
 if __name__ == "__main__":

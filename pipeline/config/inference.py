@@ -84,14 +84,24 @@ class PostprocessParams(ParamsSection):
 
     def grids(self, records: Iterable) -> dict[str, tuple[int, int]]:
         """The submission grid of each image (``ImageRecord``-like: image_id, height, width)."""
-        return {r.image_id: self.grid_size(r.height, r.width) for r in records}
+        return grids(self.grid, records)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the submission grid for an image of this size."""
-        if self.grid == "native":
-            return height, width
-        rows, cols = self.grid.split("x")
-        return int(rows), int(cols)
+        return grid_size(self.grid, height, width)
+
+
+def grid_size(grid: Grid, height: int, width: int) -> tuple[int, int]:
+    """(height, width) of ``grid`` for an image of this size."""
+    if grid == "native":
+        return height, width
+    rows, cols = grid.split("x")
+    return int(rows), int(cols)
+
+
+def grids(grid: Grid, records: Iterable) -> dict[str, tuple[int, int]]:
+    """The grid of each image (``ImageRecord``-like: image_id, height, width)."""
+    return {r.image_id: grid_size(grid, r.height, r.width) for r in records}
 
 
 class TuneParams(ParamsSection):

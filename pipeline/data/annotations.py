@@ -220,8 +220,14 @@ INSTANCE_COLUMNS = ("image_id", "height", "width", "class_id", "category", "attr
 
 def read_instances(path: Path | str, columns: Sequence[str] = INSTANCE_COLUMNS) -> pd.DataFrame:
     """An instance table (stage prepare's, or the cache's at the cached size) with ``columns``; a clear error
-    naming the file when it is missing, cut short or lacks one."""
-    return read_parquet(path, columns)
+    naming the file when it is missing, cut short, lacks one or holds an image_id that is not a plain file name."""
+    table = read_parquet(path, columns)
+    if "image_id" in table.columns:
+        for image_id in table.image_id.unique():
+            if problem := name_problem(str(image_id)):
+                raise DataError(f"{path}: image_id {image_id!r} is not a plain file name ({problem}); run stage "
+                                "prepare again (dvc repro)")
+    return table
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _header_and_first_row(path: Path, error: type[PipelineError]) -> tuple[list[
 
 def read_strings(path: Path | str, error: type[PipelineError], columns: tuple[str, ...] | None = None,
                  ) -> pd.DataFrame:
-    """The table as strings; a blank line is a row of empty strings, so row ``k`` is line ``k + 2``.
+    """The table as strings; a blank line is a row of empty strings (:func:`line_numbers` gives each row's line).
 
     ``columns``, when given, must be the header exactly. A row with another number of fields
     than the header, or a file that is not a CSV, raises ``error`` naming the file and the line.

@@ -15,7 +15,6 @@ settings and fingerprints of the source table and of the code; a cache made othe
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -31,10 +30,11 @@ from tqdm import tqdm
 from pipeline.data import rle
 from pipeline.data.dataset import decode_masks, load_image
 from pipeline.data.transforms import fit_scale, resize, scaled_size
-from pipeline.utils.fingerprint import imported_modules, source_digest
+from pipeline.utils.fingerprint import file_record, imported_modules, record_problem, source_digest
 from pipeline.utils.io import as_json, atomic_path, write_json
 from pipeline.utils.lock import exclusive
 from pipeline.utils.paths import inside
+from pipeline.utils.tables import stored_json
 
 PART_IMAGES = 256
 MANIFEST, TABLE = "manifest.json", "instances.parquet"
@@ -84,9 +84,9 @@ def _cache_one(task: tuple[pd.DataFrame, Path, Path, CacheSettings]) -> pd.DataF
     image_id = rows.image_id.iloc[0]
     scale = settings.scale(height, width)
     size = scaled_size(height, width, scale)
-    image = load_image(inside(image_dir, image_id, "image_id of the instance table"), height, width, scale)
+    target = inside(out_images, image_id, "image_id of the instance table")  # checked before anything is read
+    image = load_image(image_dir / target.name, height, width, scale)
     image, masks = resize(image, decode_masks(rows.rle.tolist(), height, width), size)
-    target = inside(out_images, image_id, "image_id of the instance table")
     with atomic_path(target) as tmp:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format="JPEG", quality=settings.jpeg_quality)
     new_rles = [rle.encode(mask) for mask in masks.numpy()]
@@ -101,7 +101,7 @@ def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
     """Keep a cache made with ``manifest``, else start an empty one; True when the kept one is finished."""
     path = out_dir / MANIFEST
     manifest = as_json(manifest)
-    if path.is_file() and _stored(path) == manifest:
+    if path.is_file() and stored_json(path) == manifest:
         return (out_dir / TABLE).is_file()
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -111,15 +111,11 @@ def _start_or_resume(out_dir: Path, manifest: dict) -> bool:
     return False
 
 
-def _stored(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _part_problem(path: Path, expected: list[str], images: Path) -> str | None:
-    """Why the finished part ``path`` cannot be kept: unreadable, other images, or a JPEG not the size written."""
+    """Why the finished part ``path`` cannot be kept: not the file written, other images, or a JPEG not the size
+    written."""
+    if problem := record_problem(path, stored_json(path.with_suffix(".json"))):
+        return problem
     try:
         part = pd.read_parquet(path, columns=["image_id", FILE_BYTES])
     except Exception as exc:  # a truncated or foreign file: pyarrow raises several kinds
@@ -140,11 +136,11 @@ def _parts_to_do(part_paths: list[Path], parts: list[list[pd.DataFrame]], images
     """The parts to make: those never finished, and the finished ones that fail their check (removed, with why)."""
     todo, problems = [], []
     for k, path in enumerate(part_paths):
-        if not path.is_file():
+        if not path.with_suffix(".json").is_file():  # its record, written last, marks a part finished
             todo.append(k)
         elif problem := _part_problem(path, [str(rows.image_id.iloc[0]) for rows in parts[k]], images):
             problems.append(problem)
-            path.unlink()
+            path.with_suffix(".json").unlink()
             todo.append(k)
     return todo, problems
 
@@ -165,6 +161,7 @@ def _make_parts(todo: list[int], parts: list[list[pd.DataFrame]], part_paths: li
                 bar.update()
             with atomic_path(part_paths[k]) as tmp:
                 pd.concat(results, ignore_index=True).to_parquet(tmp, index=False)
+            write_json(part_paths[k].with_suffix(".json"), file_record(part_paths[k]))
 
 
 def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | str, settings: CacheSettings,

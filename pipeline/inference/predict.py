@@ -29,7 +29,7 @@ from pipeline.models.contract import DetectionModel, MaskFormat
 from pipeline.models.registry import ModelConfig
 from pipeline.utils import checkpoint
 from pipeline.utils.device import autocast, use_cuda
-from pipeline.utils.errors import PipelineError
+from pipeline.utils.errors import PipelineError, from_worker
 from pipeline.utils.fingerprint import file_digest, imported_modules, source_digest, text_digest
 from pipeline.utils.paths import inside
 
@@ -209,9 +209,14 @@ def predict_files(model: DetectionModel, spec: ModelParams, views: list[View], b
 
     def run(records: list[ImageRecord], image_dir: Path | str) -> Batches:
         files = ImageFiles(records, image_dir, spec.min_size, spec.max_size, max(v.scale for v in views))
-        for batch in loader(files, batch_size, workers, pin_memory=device.type == "cuda"):
-            batch_records = [records[i] for i, _ in batch]
-            yield batch_records, predict_batch(model, [image for _, image in batch], batch_records, views,
-                                               spec.min_size, spec.max_size, device, precision, stack_views)
+        try:
+            for batch in loader(files, batch_size, workers, pin_memory=device.type == "cuda"):
+                batch_records = [records[i] for i, _ in batch]
+                yield batch_records, predict_batch(model, [image for _, image in batch], batch_records, views,
+                                                   spec.min_size, spec.max_size, device, precision, stack_views)
+        except PipelineError as exc:  # a worker's error: its message, not its traceback
+            if (raised := from_worker(exc)) is exc:
+                raise
+            raise raised from None
 
     return run

@@ -11,7 +11,6 @@ way, so a damaged folder is an error that names it, and the next run of stage pr
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -32,6 +31,7 @@ from pipeline.utils.errors import PipelineError
 from pipeline.utils.fingerprint import file_record, record_problem
 from pipeline.utils.io import as_json, atomic_path, write_json
 from pipeline.utils.lock import exclusive
+from pipeline.utils.tables import stored_json
 
 MANIFEST, IMAGES, DETECTIONS, PARTS = "manifest.json", "images.csv", "detections.parquet", "parts"
 _MANIFEST_KEYS = {"key", "family", "views", "mask_format", "num_attributes", "images", "limit", "files"}
@@ -133,7 +133,7 @@ def _checked_manifest(folder: Path) -> dict:
     """The manifest of a finished folder whose files are still the ones written; a clear error otherwise."""
     if not (folder / MANIFEST).is_file():
         raise PredictionsError(f"{folder}: not a finished prediction folder (missing {MANIFEST}); run stage predict")
-    manifest = _stored(folder / MANIFEST)
+    manifest = stored_json(folder / MANIFEST)
     if not isinstance(manifest, dict) or not set(manifest) >= _MANIFEST_KEYS or not isinstance(manifest["files"], dict):
         raise _damaged(folder, f"{MANIFEST} is not the manifest of a prediction folder")
     for name in (IMAGES, DETECTIONS):
@@ -174,51 +174,55 @@ def write(folder: Path | str, made: Made, records: list[ImageRecord],
     folder = Path(folder)
     with exclusive(folder, f"stage {description}"):
         manifest = made.manifest(len(records))
-        if _finished(folder, manifest):
+        if finished := _finished(folder, manifest):
             log.info("%s: up to date (%d images), nothing to predict", folder, len(records))
-            return _load(folder, _checked_manifest(folder))
-        todo = _start_or_resume(folder, manifest, records)
+            return _load(folder, finished)
+        todo, done = _start_or_resume(folder, manifest, records)
         with tqdm(total=len(records), initial=len(records) - len(todo), desc=description, unit="img") as progress:
-            _predict_parts(folder / PARTS, manifest, predict(todo), part_size, progress)
+            _predict_parts(folder / PARTS, manifest, predict(todo), part_size, progress, max(done, default=-1) + 1)
         return _consolidate(folder, manifest, records)
-def _finished(folder: Path, manifest: dict) -> bool:
-    """Whether ``folder`` is finished with ``manifest``; a finished folder whose files fail their check is not."""
-    stored = _stored(folder / MANIFEST)
+
+
+def _finished(folder: Path, manifest: dict) -> dict | None:
+    """The stored manifest when ``folder`` is finished with ``manifest``, else None; a finished folder whose files
+    fail their check is not finished."""
+    stored = stored_json(folder / MANIFEST)
     if not isinstance(stored, dict) or {k: v for k, v in stored.items() if k != "files"} != manifest:
-        return False
+        return None
     try:
-        _checked_manifest(folder)
+        return _checked_manifest(folder)
     except PredictionsError as exc:
         log.warning("%s: predicting it again", exc)
-        return False
-    return True
+        return None
 
 
-def _start_or_resume(folder: Path, manifest: dict, records: list[ImageRecord]) -> list[ImageRecord]:
-    """The records still to predict: all of them, unless ``folder`` holds parts made with ``manifest``."""
+def _start_or_resume(folder: Path, manifest: dict, records: list[ImageRecord],
+                     ) -> tuple[list[ImageRecord], dict[int, list[str]]]:
+    """The records still to predict, and the finished parts kept (all of them to do and none kept, unless
+    ``folder`` holds parts made with ``manifest``)."""
     parts = folder / PARTS
-    if _stored(parts / "key.json") != manifest:
+    if stored_json(parts / "key.json") != manifest:
         if folder.exists():
             shutil.rmtree(folder)
         parts.mkdir(parents=True)
         write_json(parts / "key.json", manifest)
-    done_ids = {image_id for ids in _finished_parts(parts).values() for image_id in ids}
+    done = _finished_parts(parts, verify=True)
+    done_ids = {image_id for ids in done.values() for image_id in ids}
     todo = [r for r in records if r.image_id not in done_ids]
     if done_ids:
         log.info("%s: resuming, %d of %d images already predicted", folder, len(records) - len(todo), len(records))
-    return todo
+    return todo, done
 
 
 def _predict_parts(parts: Path, manifest: dict, batches: Iterable[tuple[list[ImageRecord], list[Detections]]],
-                   part_size: int, progress: tqdm) -> None:
-    """Cut ``batches`` into parts of ``part_size`` images, numbered after the finished ones, and write each.
+                   part_size: int, progress: tqdm, number: int) -> None:
+    """Cut ``batches`` into parts of ``part_size`` images, numbered from ``number`` on, and write each.
 
     Parts are written by a thread while the model predicts the next images (pyarrow releases
     the GIL); one part in flight at most, and its errors surface here.
     """
     pending_ids: list[ImageRecord] = []
     pending: list[Detections] = []
-    number = max(_finished_parts(parts), default=-1) + 1
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictions-writer") as writer:
         in_flight: Future | None = None
         for batch_records, batch in batches:
@@ -243,26 +247,18 @@ def _next_part(writer: ThreadPoolExecutor, in_flight: Future | None, parts: Path
     return writer.submit(_write_part, parts, number, records, detections, manifest)
 
 
-def _stored(path: Path) -> object:
-    """The JSON in ``path``; None when there is none or it cannot be read (a fresh start follows)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _finished_parts(parts: Path) -> dict[int, list[str]]:
-    """Part number -> its image ids, for the parts whose record (written last) exists and whose parquet is the one
-    it records; a part that fails the check is removed, and its images are predicted again."""
+def _finished_parts(parts: Path, verify: bool) -> dict[int, list[str]]:
+    """Part number -> its image ids, for the parts whose record (written last) exists and, with ``verify``, whose
+    parquet is the one it records; a part that fails the check is removed, and its images are predicted again."""
     done = {}
     for path in sorted(parts.glob("part-*.json")):
         if not (number := _PART.fullmatch(path.name)):
             continue
-        stored = _stored(path)
+        stored = stored_json(path)
         if not isinstance(stored, dict) or not isinstance(stored.get("images"), list):
             problem = f"{path.name} cannot be read"
         else:
-            problem = record_problem(path.with_suffix(".parquet"), stored.get("parquet"))
+            problem = record_problem(path.with_suffix(".parquet"), stored.get("parquet")) if verify else None
         if problem:
             log.warning("%s: %s; its images are predicted again", parts / path.stem, problem)
             path.unlink()
@@ -286,7 +282,7 @@ def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Pr
     """One detections table in ``records``' order (whatever order the parts were made in), the image list and,
     last, the manifest with the record of both files."""
     parts = folder / PARTS
-    done = _finished_parts(parts)
+    done = _finished_parts(parts, verify=False)  # checked when this run started, or written by it
     predicted = {image_id for ids in done.values() for image_id in ids}
     if missing := [r.image_id for r in records if r.image_id not in predicted]:
         raise PredictionsError(f"{folder}: {len(missing)} image(s) were not predicted, e.g. {missing[0]}")

@@ -37,7 +37,7 @@ from pipeline.training.validation import SCORE, evaluate, improves, pixel_scores
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
 from pipeline.utils.device import autocast
-from pipeline.utils.errors import PipelineError
+from pipeline.utils.errors import PipelineError, from_worker
 from pipeline.utils.fingerprint import file_record, imported_modules
 from pipeline.utils.io import atomic_path, write_json
 from pipeline.utils.lock import exclusive
@@ -130,12 +130,9 @@ def _batches(loader: DataLoader, context: distributed.Context) -> Iterator:
         for images, targets, metas in loader:
             yield (*_to_device(images, targets, context.device), metas)
     except PipelineError as exc:
-        # From a DataLoader worker the error arrives with the worker's traceback as its message;
-        # its last line is "module.Class: message". Keep just the message, as in-process errors have.
-        text = str(exc)
-        if "Original Traceback" not in text:
+        if (raised := from_worker(exc)) is exc:
             raise
-        raise type(exc)(text.rstrip().splitlines()[-1].split(": ", 1)[-1]) from None
+        raise raised from None
 
 
 def too_late(context: distributed.Context, deadline: float | None, seconds_needed: float) -> bool:

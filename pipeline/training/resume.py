@@ -49,14 +49,24 @@ def _best_problem(run_dir: Path, saved: dict) -> str | None:
     return record_problem(run_dir / BEST, state.get("best_file"))
 
 
+def _newer_best(run_dir: Path, saved: dict) -> bool:
+    """Whether ``best.pt`` is a sound checkpoint of a later step than ``last.pt``: a run cut off between writing
+    a new ``best.pt`` and the ``last.pt`` that records it. It is kept; training resumes from ``last.pt``."""
+    try:
+        best = checkpoint.load(run_dir / BEST)
+    except checkpoint.CheckpointError:
+        return False
+    return isinstance(best.get("step"), int) and best["step"] > saved["state"]["step"]
+
+
 def _rewrite_best(run_dir: Path, saved: dict, problem: str, context: distributed.Context) -> bool:
     """Write ``best.pt`` again from ``last.pt`` when that holds the best weights (no step since the best validation,
     as at the end of a run whose last epoch was its best); False when no file holds them any more."""
     state = saved["state"]
-    if state["best_step"] != state["step"]:
+    score = next((h for h in state.get("history", []) if h.get("step") == state["best_step"]), None)
+    if state["best_step"] != state["step"] or score is None:
         return False
     if context.is_main:
-        score = next(h for h in state["history"] if h["step"] == state["best_step"])
         checkpoint.save(run_dir / BEST, {**{k: saved[k] for k in ("model", "params", "num_classes", "num_attributes")},
                                          "score": score, "step": state["step"]})
         state["best_file"] = file_record(run_dir / BEST)
@@ -77,7 +87,12 @@ def _why_not(run_dir: Path, key: dict, resume: bool, context: distributed.Contex
         return None, f"it cannot be read: {type(exc.__cause__).__name__ if exc.__cause__ else 'not a checkpoint'}"
     if saved.get("resume_key") != key:
         return None, "params, data or code changed: " + "; ".join(differences(saved.get("resume_key", {}), key))
-    if (problem := _best_problem(run_dir, saved)) and not _rewrite_best(run_dir, saved, problem, context):
+    if not (problem := _best_problem(run_dir, saved)):
+        return saved, ""
+    if _newer_best(run_dir, saved):
+        saved["state"]["best_file"] = file_record(run_dir / BEST)  # the next checkpoint records it
+        return saved, ""
+    if not _rewrite_best(run_dir, saved, problem, context):
         return None, (f"{BEST} failed its check ({problem}) and no other file holds the weights of step "
                       f"{saved['state']['best_step']}")
     return saved, ""

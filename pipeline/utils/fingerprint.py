@@ -74,7 +74,8 @@ def record_problem(path: Path | str, record: object) -> str | None:
     The size is compared first: a truncated file is told without reading it.
     """
     path = Path(path)
-    if not isinstance(record, dict) or not {"bytes", "sha256"} <= set(record):
+    written = record if isinstance(record, dict) else {}
+    if not (isinstance(written.get("bytes"), int) and isinstance(written.get("sha256"), str)):
         return f"no record of {path.name} was written"
     if not path.is_file():
         return f"{path.name} is missing"

@@ -26,7 +26,7 @@ class BusyError(PipelineError):
 
 
 def lock_path(target: Path | str) -> Path:
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # "." has no name of its own
     return target.with_name(f".{target.name}.lock")
 
 

@@ -45,6 +45,15 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None, remedy:
         raise DamagedFileError(f"{path}: cannot read the table ({_first_line(exc)}); {remedy}") from exc
 
 
+def stored_json(path: Path | str) -> Any:
+    """The JSON document at ``path``, or None when there is none or it cannot be read: for the records a resumable
+    output keeps of its own work, where an unreadable one means that work is done again."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def read_json(path: Path | str, remedy: str = RERUN) -> Any:
     """The JSON document at ``path``."""
     path = Path(path)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data import rle
-from pipeline.data.annotations import INSTANCE_COLUMNS, PROBLEM_KINDS, DataError, prepare
+from pipeline.data.annotations import INSTANCE_COLUMNS, PROBLEM_KINDS, DataError, prepare, read_instances
 from pipeline.data.labels import load_labels
 
 from damaged_files import bomb_png
@@ -275,3 +275,12 @@ def test_a_train_csv_saved_with_a_byte_order_mark_is_read_as_it_is_without(small
     path = dataset_copy / "train.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     pd.testing.assert_frame_equal(run(dataset_copy).instances, run(small_dataset).instances)
+
+
+def test_an_instance_table_holding_a_path_image_id_is_refused_naming_the_file(small_instances, tmp_path):
+    """Prepare writes none; a table changed since is refused when read, before any worker joins it to a folder."""
+    small_instances.assign(image_id="../../x.jpg").to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=rf"{tmp_path / 't.parquet'}: image_id '../../x.jpg' is not a plain file name"):
+        read_instances(tmp_path / "t.parquet")
+    small_instances.to_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_instances(tmp_path / "t.parquet"), small_instances[list(INSTANCE_COLUMNS)])

@@ -191,6 +191,20 @@ def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
         records_of(table, ["a.jpg", "c.jpg", "d.jpg"])
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_image_that_cannot_be_read_is_named_in_one_line_by_any_decoding_process(tmp_path, workers):
+    """From a DataLoader worker, torch raises the error again with the worker's whole traceback as its message."""
+    from pipeline.data.annotations import DataError
+    from pipeline.inference.predict import predict_files
+
+    torch.manual_seed(0)
+    model = SPEC.build(47, 92, initial_weights=True).eval()
+    run = predict_files(model, SPEC.model, make_views((1.0,), False), 1, workers, torch.device("cpu"), "fp32")
+    with pytest.raises(DataError) as caught:
+        list(run([ImageRecord("gone.jpg", 60, 80)], tmp_path))
+    assert str(caught.value) == f"{tmp_path / 'gone.jpg'}: image not found"
+
+
 def _in_order(detections: Detections) -> Detections:
     return detections.select(np.lexsort((-detections.scores, detections.views)))
 

@@ -82,9 +82,12 @@ def test_a_tuned_file_cut_short_makes_no_submission_and_no_valid_verdict(small_d
     assert not (tmp_path / "s.csv").exists()
     (tmp_path / "s.csv").write_text("ImageId,EncodedPixels,ClassId\n")
     one_line_error(stage("validate_submission", str(tmp_path / "s.csv"), *test), f"{tuned}:")
-    told = stage("validate_submission", str(tmp_path / "s.csv"), *test[:-1], str(REPO / "params.yaml"),
-                 "--grid", "512x5")
+    told = stage("validate_submission", str(tmp_path / "s.csv"), *test, "--grid", "512x5")
     assert told.returncode == 2 and "invalid choice: '512x5'" in told.stderr
+    records = submission.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
+    submission.frame({}, records).to_csv(tmp_path / "s.csv", index=False)
+    given = stage("validate_submission", str(tmp_path / "s.csv"), *test, "--grid", "512x512")
+    assert given.returncode == 0 and "grid 512x512" in given.stdout, "a grid given, the tuned file is not read"
 
 
 def fake_predictions(folder: Path, records: list, family: str = "maskrcnn", limit: int | None = None) -> Path:

@@ -135,3 +135,15 @@ def test_a_damaged_last_checkpoint_means_training_again(tmp_path, capsys):
     assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is None
     assert "(it cannot be read: " in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "run.previous").iterdir()) == [BEST, LAST]
+
+
+def test_a_best_checkpoint_newer_than_last_is_kept(tmp_path, capsys):
+    """A run cut off between writing a new best.pt and the last.pt that records it: best.pt is sound, only newer
+    than the record. Training resumes from last.pt; nothing moves aside."""
+    _finished_run(tmp_path / "run", best_step=3, step=4)
+    newer = {"model": {"w": torch.zeros(4)}, "params": {}, "num_classes": 47, "num_attributes": 92, "step": 6}
+    checkpoint.save(tmp_path / "run" / BEST, newer)
+    saved = restore(tmp_path / "run", {"lr": 0.1}, True, ONE)
+    assert saved is not None and "not resuming" not in capsys.readouterr().out
+    assert saved["state"]["best_file"] == file_record(tmp_path / "run" / BEST), "the next last.pt records it"
+    assert torch.equal(checkpoint.load(tmp_path / "run" / BEST)["model"]["w"], torch.zeros(4))
