@@ -170,15 +170,21 @@ def test_a_smoke_run_is_refused_by_every_reader(tmp_path):
         store.read(tmp_path / "val")
 
 
-def test_an_error_of_the_thread_writing_parts_ends_the_run_with_it(tmp_path, monkeypatch):
-    def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+@pytest.mark.parametrize("failing", ["part-00000", "part-00002"], ids=["first part", "last part"])
+def test_an_error_of_the_thread_writing_parts_ends_the_run_with_it(tmp_path, monkeypatch, failing):
+    """The first part's error surfaces when the next part is handed over, the last one's when the run ends."""
+    write_table = store.pq.write_table
+
+    def full_disk(table, where, **kwargs):
+        if failing in str(where):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_table(table, where, **kwargs)
 
     monkeypatch.setattr(store.pq, "write_table", full_disk)
-    with pytest.raises(DiskFullError, match=r"no space left on device while writing .*part-00000.parquet"):
+    with pytest.raises(DiskFullError, match=rf"no space left on device while writing .*{failing}.parquet"):
         write(tmp_path / "val", Predictor())
     folder = tmp_path / "val"
-    assert not (folder / store.MANIFEST).exists() and not list((folder / store.PARTS).glob("part-*")), "nothing done"
+    assert not (folder / store.MANIFEST).exists() and not (folder / store.PARTS / f"{failing}.json").exists()
 
 
 def test_a_folder_another_run_writes_is_refused(tmp_path):
