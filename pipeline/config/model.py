@@ -82,14 +82,16 @@ class MaskRCNNParams:
 
 @dataclass(frozen=True)
 class UNetParams:
-    """The ``unet`` section: a semantic-segmentation UNet whose connected components become instances."""
+    """The ``unet`` section: a UNet with a sigmoid channel per category whose connected components become instances."""
 
     __pydantic_config__ = {"extra": "forbid"}
 
     encoder: ResNetName = "resnet18"
     encoder_weights: str = "none"  # none (from scratch) | path to a ResNet state dict, e.g. ImageNet's
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
-    dice_weight: float = 1.0  # on the multiclass Dice loss, beside cross-entropy (weight 1)
+    freeze_batchnorm: bool = False  # encoder BatchNorm -> FrozenBatchNorm2d (fine-tuning with small batches)
+    dice_weight: float = 1.0  # on the Dice loss of the categories shown, beside binary cross-entropy (weight 1)
+    pixel_threshold: float = 0.5  # a pixel shows a category where its channel's probability is above this
     min_area: int = 16  # components of fewer pixels, at the model's input size, are dropped and counted
     mask_size: int = 56  # side of the stored box-relative mask of each component
 
@@ -99,6 +101,8 @@ class UNetParams:
                              f"got {list(self.decoder_channels)}")
         if self.dice_weight < 0:
             raise ValueError(f"dice_weight must be >= 0, got {self.dice_weight}")
+        if not 0 < self.pixel_threshold < 1:
+            raise ValueError(f"pixel_threshold must be between 0 and 1, got {self.pixel_threshold}")
         if self.min_area < 1 or self.mask_size < 2:
             raise ValueError(f"min_area must be >= 1 and mask_size >= 2, got {self.min_area}, {self.mask_size}")
 
@@ -115,6 +119,7 @@ class YOLACTParams:
 
     backbone: ResNetName = "resnet50"
     weights: str = "none"  # none (from scratch) | path to a ResNet state dict (ImageNet's) or a detector's checkpoint
+    freeze_batchnorm: bool = False  # backbone BatchNorm frozen (the reference does below 6 images per GPU)
     prototypes: int = 32  # k
     anchor_sizes: tuple[int, ...] = (24, 48, 96, 192, 384)  # one per level P3-P7, in input pixels
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)  # height / width

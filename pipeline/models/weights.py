@@ -78,9 +78,9 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
 
 # Where a ResNet's weights sit in the files accepted for a family's ResNet: a torchvision ResNet state dict
-# (ImageNet's), a UNet checkpoint (its encoder), or a detector checkpoint of this project or torchvision's
-# (its backbone's body).
-RESNET_PREFIXES = ("", "encoder.", "backbone.body.")
+# (ImageNet's), a UNet checkpoint (its encoder, ``net.encoder``), a bare smp encoder, or a detector checkpoint
+# of this project (Mask R-CNN, YOLACT) or torchvision's (its backbone's body).
+RESNET_PREFIXES = ("", "net.encoder.", "encoder.", "backbone.body.")
 _CLASSIFIER = "fc."
 
 
@@ -91,7 +91,11 @@ def load_resnet(resnet: nn.Module, path: Path | str, role: str) -> int:
     The families build their ResNets without weights, so that nothing is ever downloaded; the user's
     file is read here instead.
     """
-    state = read_state_dict(path)
+    return load_resnet_state(resnet, read_state_dict(path), path, role)
+
+
+def load_resnet_state(resnet: nn.Module, state: Mapping[str, torch.Tensor], path: Path | str, role: str) -> int:
+    """``load_resnet`` of a state dict already read from ``path``."""
     own = resnet.state_dict()
     prefix = max(RESNET_PREFIXES, key=lambda p: sum(p + k in state for k in own))
     theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

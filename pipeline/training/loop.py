@@ -30,6 +30,7 @@ from pipeline.data.sampler import EpochSampler
 from pipeline.models.layout import speed_up
 from pipeline.models.registry import ModelConfig
 from pipeline.training import distributed, schedule
+from pipeline.training.failures import naming_images
 from pipeline.training.meter import TRAIN_PREFIX, Meter, log_validation
 from pipeline.training.resume import RESOLVED, restore, resume_key
 from pipeline.training.tracking import open_live
@@ -288,7 +289,7 @@ def _train_epoch(trainer: _Trainer, meter: Meter, live, loader_seed: torch.Gener
             state.batches_done += 1
             step_ends = state.batches_done % params.accumulate == 0 or state.batches_done == trainer.batches_per_epoch
             no_sync = trainer.ddp.no_sync() if trainer.ddp is not None and not step_ends else contextlib.nullcontext()
-            with no_sync:
+            with no_sync, naming_images(metas, state.epoch, state.step):
                 with autocast(context.device, trainer.precision):
                     losses = net(images, targets)
                 guard.batch(losses)

@@ -80,7 +80,7 @@ def test_the_unet_logs_losses_pixel_accuracy_and_mean_iou_on_train_and_validatio
     """The train scores are those of the training images, not the validation ones again."""
     root, params, args = finished
     logged = json.loads((root / "dvclive" / "unet" / "metrics.json").read_text())
-    assert {"loss_ce", "loss_dice", "loss", "pixel_accuracy", "mean_iou"} <= set(logged["train"])
+    assert {"loss_bce", "loss_dice", "loss", "pixel_accuracy", "mean_iou"} <= set(logged["train"])
     assert {"score", "mask_ap", "pixel_accuracy", "mean_iou"} <= set(logged["val"])
     assert all(0 <= logged[split][key] <= 1 for split in ("train", "val") for key in ("pixel_accuracy", "mean_iou"))
     measured = _pixel_scores_of_best(root, params, Path(args[args.index("--images") + 1]))

@@ -52,6 +52,39 @@ def test_loss_goes_down_on_one_repeated_image(architecture):
     assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses
 
 
+def empty_target(height: int, width: int) -> dict:
+    return {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64),
+            "masks": torch.zeros((0, height, width), dtype=torch.uint8), "attributes": torch.zeros((0, 92))}
+
+
+def test_a_batch_holding_an_image_without_instances_trains():
+    torch.manual_seed(0)
+    model = tiny_spec().build(47, 92).train()
+    images, targets = one_image()
+    images.append(torch.rand(3, 64, 80))
+    targets.append(empty_target(64, 80))
+    losses = model(images, targets)
+    assert all(bool(torch.isfinite(value)) for value in losses.values()), losses
+    sum(losses.values()).backward()
+    alone = model(images[1:], targets[1:])  # only background: no box, mask or attribute target
+    assert [alone[key].item() for key in ("loss_box_reg", "loss_mask", "loss_attributes")] == [0.0, 0.0, 0.0]
+
+
+def test_the_attribute_loss_ignores_the_rois_of_an_image_without_instances():
+    torch.manual_seed(0)
+    heads = tiny_spec().build(47, 92).roi_heads
+    represented = torch.randn(5, heads.attribute_predictor.in_features)
+    _, targets = one_image()
+    # RoIs 0-2 of the first image (matched to instances 0, 1, 0; the last is background), 3-4 of an empty one.
+    matched = [torch.tensor([0, 1, 0]), torch.zeros(2, dtype=torch.int64)]
+    labels = [torch.tensor([3, 24, 0]), torch.zeros(2, dtype=torch.int64)]
+    loss = heads.attribute_loss(represented, matched, labels, [targets[0], empty_target(64, 80)])
+    # Only RoI 0 has a target: instance 0 carries attributes, instance 1 none, RoI 2 is background.
+    logits = heads.attribute_predictor(represented[:1])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[0]["attributes"][:1])
+    assert torch.allclose(loss, expected)
+
+
 def test_geometry_and_roi_budgets_come_from_the_spec():
     spec = tiny_spec(aspect_ratios=(0.25, 0.5, 1.0, 2.0), box_detections_per_img=7, rpn_pre_nms_top_n_test=123)
     model = spec.build(47, 92)

@@ -30,7 +30,7 @@ def test_a_train_step_returns_named_losses_that_fall_on_one_repeated_image():
     history = []
     for _ in range(25):
         losses = model([image], [target])
-        assert set(losses) == {"loss_ce", "loss_dice"} and all(v.ndim == 0 for v in losses.values())
+        assert set(losses) == {"loss_bce", "loss_dice"} and all(v.ndim == 0 for v in losses.values())
         history.append(sum(losses.values()).item())
         optimizer.zero_grad()
         sum(losses.values()).backward()
@@ -68,30 +68,39 @@ def _unet_with_dice_weight_2() -> torch.nn.Module:
 
 
 def _expected_losses(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Cross-entropy, and Dice loss averaged over the classes the truth shows, of (C, h, w) logits (float64)."""
-    shifted = np.exp(logits - logits.max(0))
-    probabilities = shifted / shifted.sum(0)
-    one_hot = np.eye(len(logits))[truth].transpose(2, 0, 1)
-    cross_entropy = -np.log((probabilities * one_hot).sum(0)).mean()
-    present = np.unique(truth)
-    dice = [2 * (probabilities[c] * one_hot[c]).sum() / (probabilities[c].sum() + one_hot[c].sum()) for c in present]
-    return cross_entropy, float(np.mean([1 - d for d in dice]))
+    """Binary cross-entropy over every category and pixel, and the Dice loss averaged over the categories the
+    truth shows, of (K, h, w) logits and (K, h, w) 0/1 truth (float64)."""
+    probabilities = 1 / (1 + np.exp(-logits))
+    bce = -(truth * np.log(probabilities) + (1 - truth) * np.log(1 - probabilities)).mean()
+    shown = [c for c in range(len(truth)) if truth[c].any()]
+    dice = [2 * (probabilities[c] * truth[c]).sum() / (probabilities[c].sum() + truth[c].sum()) for c in shown]
+    return bce, float(np.mean([1 - d for d in dice])) if shown else 0.0
 
 
 @settings(max_examples=30)
-@given(classes=st.lists(st.sampled_from([0, 1, 5, 24, 46]), min_size=6, max_size=6), seed=st.integers(0, 2**16))
-def test_the_losses_of_a_tiny_image_are_cross_entropy_and_the_dice_loss_of_the_classes_shown(classes, seed):
-    """A 2 x 3 image padded to 2 x 4 (the pad ignored): Dice over the classes present, not smp's over all 47."""
+@given(layers=st.lists(st.lists(st.sampled_from([0, 1, 5, 24, 46]), min_size=6, max_size=6), min_size=1,
+                       max_size=3),
+       seed=st.integers(0, 2**16))
+def test_the_losses_of_a_tiny_image_are_binary_cross_entropy_and_the_dice_loss_of_the_categories_shown(layers, seed):
+    """A 2 x 3 image padded to 2 x 4 (the pad ignored), its instances overlapping (one per layer and category):
+    BCE over every category channel, Dice over the categories shown only."""
     model = _unet_with_dice_weight_2()
-    truth = np.array(classes).reshape(2, 3)
-    logits = 3 * torch.randn((1, NUM_CLASSES, 2, 4), generator=torch.Generator().manual_seed(seed))
-    labels = [c for c in np.unique(truth) if c]
+    logits = 3 * torch.randn((1, NUM_CLASSES - 1, 2, 4), generator=torch.Generator().manual_seed(seed))
+    masks, labels = [], []
+    for layer in layers:
+        grid = np.array(layer).reshape(2, 3)
+        for category in sorted(set(layer) - {0}):
+            masks.append(grid == category)
+            labels.append(category)
     target = {"labels": torch.tensor(labels, dtype=torch.int64),
-              "masks": torch.from_numpy(np.stack([truth == c for c in labels]) if labels else np.zeros((0, 2, 3)))}
+              "masks": torch.from_numpy(np.stack(masks) if masks else np.zeros((0, 2, 3), bool))}
+    truth = np.zeros((NUM_CLASSES - 1, 2, 3))
+    for mask, label in zip(masks, labels, strict=True):
+        truth[label - 1] = np.maximum(truth[label - 1], mask)
     model.logits = lambda images: logits  # the network's output, fixed: the losses are what is checked
     losses = model([torch.zeros((3, 2, 3))], [target])
-    cross_entropy, dice = _expected_losses(logits[0, :, :, :3].double().numpy(), truth)
-    assert losses["loss_ce"].item() == pytest.approx(cross_entropy, rel=1e-5)
+    bce, dice = _expected_losses(logits[0, :, :, :3].double().numpy(), truth)
+    assert losses["loss_bce"].item() == pytest.approx(bce, rel=1e-5)
     assert losses["loss_dice"].item() == pytest.approx(2.0 * dice, rel=1e-5, abs=1e-6)
 
 

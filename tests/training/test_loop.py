@@ -18,9 +18,11 @@ from torchvision.ops import roi_align
 from pipeline.config.training import TrainParams
 from pipeline.data.sampler import EpochSampler
 from pipeline.models.contract import MaskFormat
+from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
 from pipeline.training import loop as engine
 from pipeline.training import resume
 from pipeline.training.distributed import Context
+from pipeline.training.failures import BatchError
 from pipeline.training.loop import PROGRESS, TrainingDiverged
 from pipeline.training.schedule import lr_factor
 from pipeline.training.validation import evaluate
@@ -202,6 +204,28 @@ def test_a_diverging_loss_stops_with_a_clear_message(small_instances, small_data
     wild = TRAIN.model_copy(update={"lr": 1e6, "warmup_steps": 0, "grad_clip": 0.0, "epochs": 5})
     with pytest.raises(TrainingDiverged, match="loss is not finite .* Lower train.lr"):
         run(tmp_path, data, wild)
+
+
+def test_a_batch_the_model_cannot_take_is_reported_with_its_images(small_instances, small_dataset, tmp_path,
+                                                                    monkeypatch):
+    data = datasets(small_instances, small_dataset / "train")
+    calls = []
+
+    def crash_on_the_second_batch(self, features, proposals, image_shapes, targets=None):
+        calls.append(len(image_shapes))
+        if len(calls) == 2:
+            raise IndexError("index is out of bounds for dimension with size 0")
+        return original(self, features, proposals, image_shapes, targets)
+
+    original = AttributeRoIHeads.forward
+    monkeypatch.setattr(AttributeRoIHeads, "forward", crash_on_the_second_batch)
+    order = list(EpochSampler(len(data[0]), TRAIN.seed, 0, 0, 1))
+    second = [data[0].images[index].image_id for index, _ in order[2:4]]  # (image, augmentation seed)
+    with pytest.raises(BatchError) as caught:
+        run(tmp_path, data, TRAIN.model_copy(update={"epochs": 1}))
+    message = str(caught.value)
+    assert f"batch of images {second[0]}, {second[1]} (epoch 1, after 1 optimizer steps)" in message, message
+    assert "IndexError: index is out of bounds" in message and "test_loop.py" in message
 
 
 def _free_port() -> int:

@@ -20,6 +20,17 @@ def box_geometry(boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]])
     return torch.cat(parts) if parts else torch.zeros((0, GEOMETRY_FEATURES))
 
 
+def _matched_attributes(attributes: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+    """The attributes of the true instance each sampled RoI is matched to.
+
+    An image without instances has every RoI "matched" to index 0 of nothing (torchvision's
+    convention; all of them are background): its RoIs get no attributes, so no target.
+    """
+    if not len(attributes):
+        return attributes.new_zeros((len(matched), attributes.shape[-1]))
+    return attributes[matched]
+
+
 class AttributeRoIHeads(RoIHeads):
     """torchvision's box and mask RoI heads plus an attribute classifier on the box head's features.
 
@@ -101,8 +112,8 @@ class AttributeRoIHeads(RoIHeads):
 
         ``represented`` holds each sampled RoI's input to the classifier (all images, in order).
         """
-        wanted = [target["attributes"][idxs] for idxs, target in zip(matched_idxs, targets, strict=True)]
-        wanted = torch.cat(wanted) if wanted else represented.new_zeros((0, self.attribute_predictor.out_features))
+        wanted = torch.cat([_matched_attributes(target["attributes"], idxs)
+                            for idxs, target in zip(matched_idxs, targets, strict=True)])
         keep = (torch.cat(labels) > 0) & (wanted.sum(1) > 0)
         if not bool(keep.any()):
             # Every parameter must take part in the graph (DistributedDataParallel waits for its gradient).

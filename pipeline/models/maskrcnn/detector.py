@@ -19,20 +19,20 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn,
     maskrcnn_resnet50_fpn_v2,
 )
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import roi_align
-from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.ops.poolers import initLevelMapper
 
 from pipeline.config.model import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams, ModelParams
+from pipeline.models.anchors import StridedAnchorGenerator
+from pipeline.models.batchnorm import freeze_batchnorm
 from pipeline.models.contract import MaskFormat
 from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
-from pipeline.models.weights import WeightsError, load_matching, read_state_dict
+from pipeline.models.weights import WeightsError, load_matching, load_resnet_state, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PARAMETER_GROUPS = ("backbone.body", "backbone.fpn", "rpn", "roi_heads.box_head", "roi_heads.box_predictor",
                     "roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.attribute_predictor")
 _ATTRIBUTE_HEAD = "roi_heads.attribute_predictor."
+FPN_STRIDES = tuple(2 ** (2 + level) for level in range(FPN_LEVELS))  # P2-P6: 4 to 64 pixels
 _BACKBONE_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # trainable from the top down
 
 
@@ -158,8 +159,8 @@ def _detector_kwargs(spec: MaskRCNNParams) -> dict:
 
 
 def _set_anchors(model: MaskRCNN, spec: MaskRCNNParams, rpn_conv_depth: int) -> None:
-    model.rpn.anchor_generator = AnchorGenerator(tuple((size,) for size in spec.anchor_sizes),
-                                                 (tuple(spec.aspect_ratios),) * FPN_LEVELS)
+    model.rpn.anchor_generator = StridedAnchorGenerator(tuple(spec.anchor_sizes), tuple(spec.aspect_ratios),
+                                                        FPN_STRIDES)
     per_location = len(spec.aspect_ratios)
     if model.rpn.head.cls_logits.out_channels != per_location:
         model.rpn.head = RPNHead(model.backbone.out_channels, per_location, conv_depth=rpn_conv_depth)
@@ -187,22 +188,6 @@ def _fix_pooler_scales(model: MaskRCNN) -> None:
                                             canonical_level=pooler.canonical_level)
 
 
-def _freeze_batchnorm(module: nn.Module) -> None:
-    """Replace every BatchNorm2d under ``module`` by a FrozenBatchNorm2d with the same statistics.
-
-    torchvision has no public helper for this; its builders choose the norm layer at construction,
-    before the weights (loaded afterwards here) are known.
-    """
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                getattr(frozen, key).copy_(getattr(child, key).detach())
-            setattr(module, name, frozen)
-        else:
-            _freeze_batchnorm(child)
-
-
 def _limit_trainable(model: MaskRCNN, layers: int) -> None:
     frozen = _BACKBONE_STAGES[layers:]
     for name, parameter in model.backbone.body.named_parameters():
@@ -224,6 +209,18 @@ def _torchvision_state_dict(architecture: str) -> dict[str, torch.Tensor]:
     if architecture == "maskrcnn_resnet18_fpn":
         state = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
     return state
+
+
+def _load_initial_weights(net: FashionMaskRCNN, state: dict[str, torch.Tensor], source: str) -> None:
+    """A detector's state dict where names and shapes match; a file sharing no name with it holds a ResNet
+    (ImageNet's, a UNet's encoder), which goes into the backbone's body whole or not at all."""
+    log.info("initial weights from %s:", source)
+    if not set(state) & set(net.state_dict()):
+        count = load_resnet_state(net.backbone.body, state, source, "maskrcnn.backbone.body")
+        log.info("  loaded backbone.body: %d tensors (a ResNet's)", count)
+        return
+    for line in load_matching(net, state, PARAMETER_GROUPS).lines():
+        log.info("  %s", line)
 
 
 def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attributes: int,
@@ -257,11 +254,8 @@ def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attrib
     if initial_weights and spec.weights != "none":
         state = (_torchvision_state_dict(spec.architecture) if spec.weights == "torchvision"
                  else read_state_dict(spec.weights))
-        report = load_matching(net, state, PARAMETER_GROUPS)
-        log.info("initial weights from %s:", spec.weights)
-        for line in report.lines():
-            log.info("  %s", line)
+        _load_initial_weights(net, state, spec.weights)
     if spec.freeze_batchnorm:
-        _freeze_batchnorm(net.backbone.body)
+        freeze_batchnorm(net.backbone.body)
     _limit_trainable(net, spec.trainable_backbone_layers)
     return net

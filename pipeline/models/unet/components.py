@@ -1,9 +1,10 @@
-"""From a semantic map to instances: each connected component of a category's pixels is one instance.
+"""From per-category pixel maps to instances: each connected component of a category's pixels is one instance.
 
-A semantic model (the UNet family) says which category each pixel shows, not which garment; its
+A semantic model (the UNet family) says which categories each pixel shows, not which garment; its
 instances are the connected components of each category's pixels (``scipy.ndimage.label``, edges
-only: pixels meeting at a corner are two components). Two touching garments of one category are
-therefore one instance: the limit of the approach, which the instance families do not have.
+only: pixels meeting at a corner are two components). Categories are taken one by one, so a
+shirt and the pocket on it are two overlapping instances, the shirt whole. Two touching garments
+of one category are one instance: the limit of the approach, which the instance families do not have.
 """
 
 from __future__ import annotations
@@ -37,18 +38,16 @@ def _crop_map(component: np.ndarray, mask_size: int) -> torch.Tensor:
                                antialias=True)[0].clamp(0, 1)
 
 
-def instances(probabilities: torch.Tensor, min_area: int, mask_size: int) -> Components:
-    """The instances of a (C, h, w) probability map whose channel 0 is the background.
+def instances(probabilities: torch.Tensor, threshold: float, min_area: int, mask_size: int) -> Components:
+    """The instances of a (K, h, w) map whose channel c is the probability that a pixel shows category c + 1.
 
-    Each pixel takes its most probable channel; components of a category with fewer than
-    ``min_area`` pixels are dropped and counted, not returned.
+    A category's pixels are those above ``threshold``; its components with fewer than ``min_area``
+    pixels are dropped and counted, not returned.
     """
-    probabilities = probabilities.detach().float().cpu()
-    labels = probabilities.argmax(0).numpy()
-    chosen = probabilities.numpy()
+    probabilities = probabilities.detach().float().cpu().numpy()
     boxes, categories, scores, masks, dropped = [], [], [], [], 0
-    for category in np.unique(labels[labels > 0]).tolist():
-        numbered, _ = ndimage.label(labels == category)
+    for channel in np.flatnonzero((probabilities > threshold).any((1, 2))).tolist():
+        numbered, _ = ndimage.label(probabilities[channel] > threshold)
         for index, where in enumerate(ndimage.find_objects(numbered), start=1):
             component = numbered[where] == index
             if component.sum() < min_area:
@@ -56,8 +55,8 @@ def instances(probabilities: torch.Tensor, min_area: int, mask_size: int) -> Com
                 continue
             rows, cols = where
             boxes.append([cols.start, rows.start, cols.stop, rows.stop])
-            categories.append(category)
-            scores.append(float(chosen[category][where][component].mean()))
+            categories.append(channel + 1)
+            scores.append(float(probabilities[channel][where][component].mean()))
             masks.append(_crop_map(component, mask_size))
     if not boxes:
         empty = torch.zeros((0, 1, mask_size, mask_size))

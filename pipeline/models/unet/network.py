@@ -1,14 +1,17 @@
 """The UNet family: segmentation-models-pytorch's ``Unet`` (ResNet encoder, BatchNorm) as a detection model.
 
-It predicts a category for every pixel; the connected components of each category are its
-instances (``pipeline.models.components``), so it meets ``pipeline.models.contract`` and the
-rest of the pipeline (TTA, tuning, evaluation, submission) runs on it unchanged. It predicts no
-attributes: its ClassIds are the category alone.
+It predicts, for every category, which pixels show one (a sigmoid channel per category), so a
+garment keeps its whole area under the parts lying on it (a shirt under its sleeves, pockets and
+collar): instances of different categories overlap, as the competition allows. Each category's
+connected components are its instances (``pipeline.models.unet.components``), so it meets
+``pipeline.models.contract`` and the rest of the pipeline (TTA, tuning, evaluation, submission)
+runs on it unchanged. It predicts no attributes: its ClassIds are the category alone.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 
 import segmentation_models_pytorch as smp
@@ -18,22 +21,25 @@ from torch.nn import functional as torch_f
 
 from pipeline.config.model import ModelParams, UNetParams
 from pipeline.models.batching import padded_batch
+from pipeline.models.batchnorm import freeze_batchnorm
 from pipeline.models.contract import MaskFormat
+from pipeline.models.targets import category_union
 from pipeline.models.unet import components
 from pipeline.models.weights import load_resnet
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100  # the pixels a batch pads each image with: neither loss counts them
+IGNORE = -100  # in a class map, the pixels a batch pads each image with
+PRIOR = 0.05  # each category channel starts at this probability: a category covers a few per cent of an image
 STRIDE = 32  # the encoder halves the image five times: sides are padded to a multiple of this
 
 
 def semantic_target(target: dict, size: tuple[int, int]) -> torch.Tensor:
-    """The (h, w) class map of one image's instances: 0 background, else the instance's category.
+    """The (h, w) class map of one image's instances: 0 background, else the category seen on top.
 
-    Where instances overlap, the smaller one is painted last and wins: in this data the overlaps
-    are mostly parts lying on their garment (a pocket, a sleeve, a collar on a shirt) and
-    garments on garments (a bag over a coat), and the larger instance stays visible around them.
+    Where instances overlap the smaller one is painted last and lies on top: in this data the
+    overlaps are mostly parts on their garment (a pocket, a sleeve, a collar on a shirt). Only the
+    pixel scores (``FashionUNet.confusion``) use it; the network learns ``category_targets``.
     """
     canvas = torch.zeros(size, dtype=torch.int64, device=target["labels"].device)
     masks = target["masks"].bool()
@@ -43,8 +49,28 @@ def semantic_target(target: dict, size: tuple[int, int]) -> torch.Tensor:
     return canvas
 
 
+def category_targets(target: dict, size: tuple[int, int], categories: int) -> torch.Tensor:
+    """(categories, h, w): channel c is 1 where an instance of category c + 1 lies, whatever lies on it."""
+    return category_union(target["masks"].reshape(-1, *size), target["labels"], categories)
+
+
+def dice_loss(probabilities: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean soft Dice loss over the categories the batch's truth shows, each over the valid pixels.
+
+    A category absent from the truth has no overlap to gain: the binary cross-entropy alone keeps it down.
+    """
+    def per_category(values: torch.Tensor) -> torch.Tensor:
+        return (values * valid).sum((0, 2, 3))
+
+    overlap, predicted, true = per_category(probabilities * truth), per_category(probabilities), per_category(truth)
+    shown = true > 0
+    if not bool(shown.any()):
+        return probabilities.sum() * 0.0
+    return (1 - 2 * overlap[shown] / (predicted[shown] + true[shown]).clamp(min=1e-6)).mean()
+
+
 class FashionUNet(nn.Module):
-    """A UNet whose eval-mode output is instances (``pipeline.models.contract``)."""
+    """A UNet with a sigmoid channel per category; its eval-mode output is instances (``pipeline.models.contract``)."""
 
     num_attributes = 0
 
@@ -53,7 +79,6 @@ class FashionUNet(nn.Module):
         self.net = net
         self.num_classes = num_classes
         self.spec = spec
-        self.dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True, ignore_index=IGNORE)
         #: components kept and dropped (under ``unet.min_area``) since the model was built
         self.inference_counts: Counter = Counter()
 
@@ -67,42 +92,45 @@ class FashionUNet(nn.Module):
         return MaskFormat("crop", self.spec.mask_size)
 
     def logits(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """(B, C, H, W) class logits of images batched top-left and padded to a multiple of ``STRIDE``."""
+        """(B, C - 1, H, W) category logits of images batched top-left and padded to a multiple of ``STRIDE``."""
         return self.net(padded_batch(images, STRIDE))
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> dict | list[dict]:
-        logits = self.logits(images)
+        logits = self.logits(images).float()
         if self.training:
             if targets is None:
                 raise ValueError("in train mode the UNet needs targets")
-            truth = torch.full((len(images), *logits.shape[-2:]), IGNORE, dtype=torch.int64, device=logits.device)
-            for k, (image, target) in enumerate(zip(images, targets, strict=True)):
-                truth[k, : image.shape[-2], : image.shape[-1]] = semantic_target(target, tuple(image.shape[-2:]))
-            logits = logits.float()
-            return {"loss_ce": torch_f.cross_entropy(logits, truth, ignore_index=IGNORE),
-                    "loss_dice": self.spec.dice_weight * self._dice(logits, truth)}
-        probabilities = logits.float().softmax(1)
+            return self._losses(logits, images, targets)
+        probabilities = logits.sigmoid()
         outputs = []
         for k, image in enumerate(images):
             found = components.instances(probabilities[k, :, : image.shape[-2], : image.shape[-1]],
-                                         self.spec.min_area, self.spec.mask_size)
+                                         self.spec.pixel_threshold, self.spec.min_area, self.spec.mask_size)
             self.inference_counts.update(kept=len(found.labels), dropped=found.dropped)
             outputs.append({key: value.to(logits.device) for key, value in found.as_output().items()})
         return outputs
 
-    def _dice(self, logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-        """The mean Dice loss over the classes present in the truth.
-
-        smp's loss zeroes the classes absent from the truth and then averages over all of them,
-        which with 47 classes and a handful per image shrinks the loss (and its weight) about tenfold.
-        """
-        present = torch.unique(truth[truth != IGNORE]).numel()
-        return self.dice(logits, truth) * (self.num_classes / max(present, 1))
+    def _losses(self, logits: torch.Tensor, images: list[torch.Tensor], targets: list[dict]) -> dict:
+        """Binary cross-entropy over every category and valid pixel, and the Dice loss of the categories shown."""
+        truth, valid = torch.zeros_like(logits), torch.zeros_like(logits[:, :1])
+        for k, (image, target) in enumerate(zip(images, targets, strict=True)):
+            h, w = image.shape[-2:]
+            truth[k, :, :h, :w] = category_targets(target, (h, w), logits.shape[1])
+            valid[k, :, :h, :w] = 1
+        pixels = torch_f.binary_cross_entropy_with_logits(logits, truth, reduction="none") * valid
+        return {"loss_bce": pixels.sum() / (valid.sum() * logits.shape[1]),
+                "loss_dice": self.spec.dice_weight * dice_loss(logits.sigmoid(), truth, valid)}
 
     @torch.no_grad()
     def confusion(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
-        """(C, C) pixel counts, true class by predicted class, over the images' own pixels (eval mode)."""
-        predicted = self.logits(images).argmax(1)
+        """(C, C) pixel counts, true class by predicted class, over the images' own pixels (eval mode).
+
+        Both sides are one class a pixel: the category seen on top (``semantic_target``) against the most
+        probable category above ``unet.pixel_threshold``, else background.
+        """
+        probabilities = self.logits(images).float().sigmoid()
+        best, category = probabilities.max(1)
+        predicted = torch.where(best > self.spec.pixel_threshold, category + 1, 0)
         counts = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=predicted.device)
         for k, (image, target) in enumerate(zip(images, targets, strict=True)):
             h, w = image.shape[-2:]
@@ -113,14 +141,17 @@ class FashionUNet(nn.Module):
 
 def build(spec: UNetParams, model: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionUNet:
-    """A UNet for ``num_classes`` classes (background included); ``spec.encoder_weights`` loaded if asked.
+    """A UNet with a channel for each of the ``num_classes - 1`` categories; ``spec.encoder_weights`` loaded if asked.
 
     ``encoder_weights=None`` for smp: it must never download anything (``load_resnet`` reads the file).
     ``model`` (the input size) and ``num_attributes`` do not change the network.
     """
     net = smp.Unet(encoder_name=spec.encoder, encoder_weights=None, decoder_channels=tuple(spec.decoder_channels),
-                   decoder_use_norm="batchnorm", classes=num_classes)
+                   decoder_use_norm="batchnorm", classes=num_classes - 1)
+    nn.init.constant_(net.segmentation_head[0].bias, -math.log((1 - PRIOR) / PRIOR))
     if initial_weights and spec.encoder_weights != "none":
         count = load_resnet(net.encoder, spec.encoder_weights, "unet.encoder")
         log.info("encoder weights from %s: %d tensors", spec.encoder_weights, count)
+    if spec.freeze_batchnorm:
+        freeze_batchnorm(net.encoder)
     return FashionUNet(net, num_classes, spec)

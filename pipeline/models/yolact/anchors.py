@@ -1,7 +1,8 @@
 """YOLACT's anchors and their assignment to the true boxes, from torchvision's detection parts.
 
-torchvision's ``AnchorGenerator`` lays the anchors out (one size per level, every aspect ratio at
-each location, in the order the prediction head's outputs are flattened), ``Matcher`` assigns them
+``pipeline.models.anchors`` lays the anchors out (one size per level, every aspect ratio at each
+location, in the order the prediction head's outputs are flattened) on each level's true stride
+with the reference's centres, (i + 0.5) cells; torchvision's ``Matcher`` assigns them
 with the paper's two thresholds, and ``BoxCoder`` encodes offsets as SSD does (YOLACT's variances
 0.1 and 0.2 are torchvision's weights 10, 10, 5, 5).
 
@@ -16,24 +17,28 @@ from dataclasses import dataclass
 
 import torch
 from torchvision.models.detection._utils import BoxCoder, Matcher
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_iou
+
+from pipeline.models.anchors import StridedAnchorGenerator
 
 #: SSD's (and YOLACT's) box-offset variances (0.1 for the centre, 0.2 for the size) as weights.
 BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 IGNORED, BACKGROUND = -1, 0  # an anchor's class target between the thresholds, and below the lower one
 
 
-def anchor_generator(sizes: tuple[int, ...], aspect_ratios: tuple[float, ...]) -> AnchorGenerator:
-    """One size per level, every aspect ratio (height / width) at each location of each level."""
-    return AnchorGenerator(tuple((size,) for size in sizes), (tuple(aspect_ratios),) * len(sizes))
+#: P3-P7's strides in input pixels: the FPN on C3-C5 and two stride-2 convolutions above it.
+LEVEL_STRIDES = (8, 16, 32, 64, 128)
 
 
-def anchors_of(generator: AnchorGenerator, batch: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-    """(N, 4) anchors in the padded batch's pixels, the same for each of its images."""
-    images = ImageList(batch, [tuple(batch.shape[-2:])] * len(batch))
-    return generator(images, features)[0]
+def anchor_generator(sizes: tuple[int, ...], aspect_ratios: tuple[float, ...]) -> StridedAnchorGenerator:
+    """One size per level P3-P7, every aspect ratio (height / width) at each location."""
+    return StridedAnchorGenerator(sizes, aspect_ratios, LEVEL_STRIDES, offset=0.5)
+
+
+def anchors_of(generator: StridedAnchorGenerator, features: list[torch.Tensor]) -> torch.Tensor:
+    """(N, 4) anchors in the padded batch's pixels, the same for each of its images (float32 under autocast)."""
+    return torch.cat(generator.level_anchors([tuple(f.shape[-2:]) for f in features], torch.float32,
+                                             features[0].device))
 
 
 @dataclass(frozen=True)

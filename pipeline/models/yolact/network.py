@@ -22,7 +22,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from pipeline.config.model import ModelParams, YOLACTParams
 from pipeline.models.batching import padded_batch
+from pipeline.models.batchnorm import freeze_batchnorm
 from pipeline.models.contract import MaskFormat
+from pipeline.models.targets import category_union
 from pipeline.models.weights import load_resnet
 from pipeline.models.yolact import losses
 from pipeline.models.yolact.anchors import BOX_CODER, anchor_generator, anchors_of, match_anchors
@@ -69,7 +71,7 @@ class FashionYOLACT(nn.Module):
         head = self.head(levels)
         prototypes = self.protonet(levels[0]).permute(0, 2, 3, 1)
         semantic = self.semantic(levels[0]) if self.training else None
-        anchors = anchors_of(self.anchor_generator, batch, levels).float()  # not bf16 under autocast
+        anchors = anchors_of(self.anchor_generator, levels)
         return _Forward(batch, head, prototypes, semantic, anchors)
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> dict | list[dict]:
@@ -97,7 +99,7 @@ class FashionYOLACT(nn.Module):
             truth = _downsampled(target["masks"], out.batch.shape[-2:], out.prototypes.shape[1:3])
             sums["mask"] = sums["mask"] + self._mask_loss(out, k, positive, instance, target, truth)
             at_p3 = _downsampled(target["masks"], out.batch.shape[-2:], out.semantic.shape[-2:])
-            semantic.append(_semantic_truth(at_p3, target["labels"], out.semantic.shape[1]))
+            semantic.append(category_union(at_p3, target["labels"], out.semantic.shape[1]))
             if "attributes" in out.head:
                 attributes.append((out.head["attributes"][k][positive], target["attributes"][instance]))
         # As the reference implementation: box, class and mask losses per positive of the batch, the rest per image.
@@ -189,20 +191,13 @@ def _downsampled(masks: torch.Tensor, padded: tuple[int, int], size: tuple[int, 
     return (torch_f.interpolate(grid[None], size=size, mode="bilinear", align_corners=False)[0] > 0.5).float()
 
 
-def _semantic_truth(masks: torch.Tensor, labels: torch.Tensor, categories: int) -> torch.Tensor:
-    """(C - 1, H, W): for each category, the union of its instances' masks."""
-    truth = masks.new_zeros((categories, *masks.shape[-2:]))
-    for mask, label in zip(masks, labels.tolist(), strict=True):
-        truth[label - 1] = torch.maximum(truth[label - 1], mask)
-    return truth
-
-
 def build(spec: YOLACTParams, model: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionYOLACT:
     """A YOLACT for ``num_classes`` classes (background included); ``spec.weights`` loaded if ``initial_weights``.
 
     The ResNet is built without weights (nothing is downloaded) and with BatchNorm: torchvision's
     default FrozenBatchNorm2d keeps a random init's statistics, and such a network does not learn.
+    ``spec.freeze_batchnorm`` freezes it once the weights are loaded (fine-tuning with a few images per GPU).
     ``model`` (the input size) does not change the network.
     """
     backbone = resnet_fpn_backbone(backbone_name=spec.backbone, weights=None, norm_layer=nn.BatchNorm2d,
@@ -211,4 +206,6 @@ def build(spec: YOLACTParams, model: ModelParams, num_classes: int, num_attribut
     if initial_weights and spec.weights != "none":
         count = load_resnet(backbone.body, spec.weights, "yolact.backbone")
         log.info("backbone weights from %s: %d tensors", spec.weights, count)
+    if spec.freeze_batchnorm:
+        freeze_batchnorm(backbone.body)
     return FashionYOLACT(backbone, spec, num_classes, num_attributes if spec.attribute_branch else 0)
