@@ -82,6 +82,7 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 # of this project (Mask R-CNN, YOLACT) or torchvision's (its backbone's body).
 RESNET_PREFIXES = ("", "net.encoder.", "encoder.", "backbone.body.")
 _CLASSIFIER = "fc."
+_STEP_COUNTER = "num_batches_tracked"
 
 
 def load_resnet(resnet: nn.Module, path: Path | str, role: str) -> int:
@@ -100,7 +101,10 @@ def load_resnet_state(resnet: nn.Module, state: Mapping[str, torch.Tensor], path
     prefix = max(RESNET_PREFIXES, key=lambda p: sum(p + k in state for k in own))
     theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     report = load_matching(resnet, theirs)
-    missing = [entry for entries in report.reinitialised.values() for entry in entries]
+    # A BatchNorm's step counter is absent from a file saved with frozen BatchNorm (torchvision's COCO detectors,
+    # a run with freeze_batchnorm): it takes no part in normalising.
+    missing = [entry for entries in report.reinitialised.values() for entry in entries
+               if not entry.split(" ")[0].endswith(_STEP_COUNTER)]
     # A deeper ResNet holds every tensor of a shallower one (resnet34's layer1.0 is resnet18's): its extra
     # blocks tell them apart. The classifier (fc) of an ImageNet file is expected and left out.
     missing += [f"{k} (not in the ResNet)" for k in theirs if k not in own and not k.startswith(_CLASSIFIER)]

@@ -26,6 +26,7 @@ from pipeline.data.folds import split
 from pipeline.inference.predict import load_model
 from pipeline.models import registry
 from pipeline.models.batching import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.models.unet.network import category_targets
 from pipeline.training.distributed import Context
 from pipeline.training.validation import pixel_scores
 from pipeline.utils import checkpoint
@@ -197,7 +198,8 @@ class Painted(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         written = (batch[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]).round().long()
-        return torch_f.one_hot(written, CLASSES).permute(0, 3, 1, 2).float()
+        shown = torch_f.one_hot(written, CLASSES).permute(0, 3, 1, 2)[:, 1:].float()  # a channel per category
+        return 20 * shown - 10  # logits: sigmoid 1 where written, 0 elsewhere
 
 
 def _painted(predicted: list[list[int]], instances: list[tuple[int, list[list[int]]]]) -> tuple:
@@ -227,6 +229,20 @@ def test_the_unet_s_pixel_scores_are_those_of_a_hand_counted_confusion_matrix():
         {"pixel_accuracy": 4 / 6, "mean_iou": (1 / 3 + 2 / 3 + 1 / 2) / 3})
     assert model.training, "left in the mode it was in"
     assert pixel_scores(tiny_config().build(47, 92, initial_weights=False), [first], context, 1, "fp32") == {}
+
+
+def test_a_unet_that_predicts_every_instance_scores_one_where_parts_lie_on_garments():
+    """A shirt (1), a sleeve on it (3) and a pocket on both (2): both sides put the smaller on top."""
+    masks = torch.zeros((3, 8, 10), dtype=torch.uint8)
+    masks[0, 1:7, 1:8] = 1
+    masks[1, 1:7, 6:10] = 1
+    masks[2, 2:4, 5:7] = 1
+    target = {"labels": torch.tensor([1, 3, 2]), "masks": masks}
+    model = unet_config().build(CLASSES, 0, initial_weights=False).eval()
+    truth = category_targets(target, (8, 10), CLASSES - 1)
+    model.logits = lambda images: (20 * truth - 10)[None]
+    counts = model.confusion([torch.zeros((3, 8, 10))], [target])
+    assert torch.equal(counts, torch.diag(counts.diag())) and counts.sum() == 80, counts
 
 
 @pytest.fixture

@@ -69,4 +69,5 @@ def test_mask_rcnn_rpn_anchors_sit_on_each_fpn_levels_stride(side):
     per_level = model.rpn.anchor_generator.level_anchors(sizes, torch.float32, torch.device("cpu"))
     for anchors, (rows, cols), stride in zip(per_level, sizes, FPN_STRIDES, strict=True):
         x, y = centres(anchors)
-        assert torch.allclose(x, torch.arange(cols) * float(stride)) and len(y) == rows, (side, stride)
+        assert torch.allclose(x, torch.arange(cols) * float(stride)), (side, stride, x)
+        assert torch.allclose(y, torch.arange(rows) * float(stride)), (side, stride, y)

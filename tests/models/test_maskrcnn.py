@@ -204,8 +204,10 @@ def test_offline_torchvision_weights_give_advice(monkeypatch):
         tiny_spec("maskrcnn_resnet50_fpn_v2", weights="torchvision").build(47, 92)
 
 
-def test_fine_tuning_freezes_batchnorm_and_the_lower_backbone():
-    model = tiny_spec(freeze_batchnorm=True, trainable_backbone_layers=3).build(47, 92)
+def test_fine_tuning_freezes_batchnorm_and_the_lower_backbone(tmp_path):
+    torch.save(tiny_spec().build(47, 92).state_dict(), tmp_path / "start.pt")
+    model = tiny_spec(weights=str(tmp_path / "start.pt"), freeze_batchnorm=True,
+                      trainable_backbone_layers=3).build(47, 92)
     body = model.backbone.body
     assert isinstance(body.bn1, FrozenBatchNorm2d) and isinstance(body.layer4[0].bn1, FrozenBatchNorm2d)
     assert not any(p.requires_grad for n, p in body.named_parameters() if n.startswith(("conv1", "layer1")))

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PARAMETER_GROUPS = ("backbone.body", "backbone.fpn", "rpn", "roi_heads.box_head", "roi_heads.box_predictor",
                     "roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.attribute_predictor")
 _ATTRIBUTE_HEAD = "roi_heads.attribute_predictor."
+_FPN = "backbone.fpn."
 FPN_STRIDES = tuple(2 ** (2 + level) for level in range(FPN_LEVELS))  # P2-P6: 4 to 64 pixels
 _BACKBONE_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # trainable from the top down
 
@@ -219,6 +220,13 @@ def _load_initial_weights(net: FashionMaskRCNN, state: dict[str, torch.Tensor], 
         count = load_resnet_state(net.backbone.body, state, source, "maskrcnn.backbone.body")
         log.info("  loaded backbone.body: %d tensors (a ResNet's)", count)
         return
+    own = net.state_dict()
+    fpn = [key for key in own if key.startswith(_FPN)]
+    if any(key.startswith(_FPN) for key in state) and not all(
+            key in state and state[key].shape == own[key].shape for key in fpn):
+        # Another FPN (YOLACT's is on C3-C5, this one on C2-C5): tensors of equal shape would land on other levels.
+        state = {key: value for key, value in state.items() if not key.startswith(_FPN)}
+        log.info("  the file's FPN has other levels than this one's: backbone.fpn keeps its initial weights")
     for line in load_matching(net, state, PARAMETER_GROUPS).lines():
         log.info("  %s", line)
 

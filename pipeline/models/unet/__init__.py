@@ -1,4 +1,4 @@
-"""The UNet family: a semantic-segmentation UNet whose connected components are the instances.
+"""The UNet family: a UNet with a sigmoid channel per category whose connected components are the instances.
 
 Public names, imported on first use (docs/development.md, "Where a change goes").
 """

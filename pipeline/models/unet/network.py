@@ -29,7 +29,6 @@ from pipeline.models.weights import load_resnet
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100  # in a class map, the pixels a batch pads each image with
 PRIOR = 0.05  # each category channel starts at this probability: a category covers a few per cent of an image
 STRIDE = 32  # the encoder halves the image five times: sides are padded to a multiple of this
 
@@ -51,7 +50,9 @@ def semantic_target(target: dict, size: tuple[int, int]) -> torch.Tensor:
 
 def category_targets(target: dict, size: tuple[int, int], categories: int) -> torch.Tensor:
     """(categories, h, w): channel c is 1 where an instance of category c + 1 lies, whatever lies on it."""
-    return category_union(target["masks"].reshape(-1, *size), target["labels"], categories)
+    if tuple(target["masks"].shape[-2:]) != tuple(size):
+        raise ValueError(f"masks of {tuple(target['masks'].shape[-2:])} pixels for an image of {tuple(size)}")
+    return category_union(target["masks"], target["labels"], categories)
 
 
 def dice_loss(probabilities: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -125,16 +126,21 @@ class FashionUNet(nn.Module):
     def confusion(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
         """(C, C) pixel counts, true class by predicted class, over the images' own pixels (eval mode).
 
-        Both sides are one class a pixel: the category seen on top (``semantic_target``) against the most
-        probable category above ``unet.pixel_threshold``, else background.
+        Both sides are one class a pixel, the smaller on top where several lie: the truth's smallest
+        instance (``semantic_target``), and of the categories predicted above ``unet.pixel_threshold`` the
+        one predicted over the fewest pixels of the image; background where none is.
         """
-        probabilities = self.logits(images).float().sigmoid()
-        best, category = probabilities.max(1)
-        predicted = torch.where(best > self.spec.pixel_threshold, category + 1, 0)
-        counts = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=predicted.device)
+        shown = self.logits(images).float().sigmoid() > self.spec.pixel_threshold
+        counts = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=shown.device)
         for k, (image, target) in enumerate(zip(images, targets, strict=True)):
             h, w = image.shape[-2:]
-            pairs = semantic_target(target, (h, w)).flatten() * self.num_classes + predicted[k, :h, :w].flatten()
+            mine = shown[k, :, :h, :w]
+            area = mine.flatten(1).sum(1)
+            # The smallest shown category at each pixel: the largest of (total - area) among those shown.
+            rank = torch.where(mine, (h * w + 1 - area)[:, None, None], 0)
+            best, category = rank.max(0)
+            predicted = torch.where(best > 0, category + 1, 0)
+            pairs = semantic_target(target, (h, w)).flatten() * self.num_classes + predicted.flatten()
             counts += torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
         return counts
 

@@ -19,6 +19,7 @@ import torch
 from torchvision.models.detection._utils import BoxCoder, Matcher
 from torchvision.ops import box_iou
 
+from pipeline.config.model import YOLACT_LEVELS
 from pipeline.models.anchors import StridedAnchorGenerator
 
 #: SSD's (and YOLACT's) box-offset variances (0.1 for the centre, 0.2 for the size) as weights.
@@ -27,7 +28,7 @@ IGNORED, BACKGROUND = -1, 0  # an anchor's class target between the thresholds, 
 
 
 #: P3-P7's strides in input pixels: the FPN on C3-C5 and two stride-2 convolutions above it.
-LEVEL_STRIDES = (8, 16, 32, 64, 128)
+LEVEL_STRIDES = tuple(2 ** (3 + level) for level in range(YOLACT_LEVELS))
 
 
 def anchor_generator(sizes: tuple[int, ...], aspect_ratios: tuple[float, ...]) -> StridedAnchorGenerator:
