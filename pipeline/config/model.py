@@ -13,12 +13,6 @@ MaskRCNNArchitecture = Literal["maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fp
 MASKRCNN_ARCHITECTURES: tuple[str, ...] = MaskRCNNArchitecture.__args__
 FPN_LEVELS = 5  # P2-P5 and the max-pooled P6 of torchvision's FPN
 
-
-def check_frozen_batchnorm(section: str, freeze: bool, weights_key: str, weights: str) -> None:
-    """Frozen BatchNorm keeps the statistics of the weights it is given: of a random init, which never learn."""
-    if freeze and weights == "none":
-        raise ValueError(f"{section}.freeze_batchnorm: true needs initial weights ({section}.{weights_key} is none): "
-                         "frozen statistics of a random init never learn")
 DEFAULT_MASK_HEAD = (256, 256, 256, 256)
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]  # the UNet's encoder, YOLACT's backbone
 UNET_DEPTH = 5  # a ResNet's five stride-2 stages: the decoder has one block per stage
@@ -71,7 +65,6 @@ class MaskRCNNParams:
     attribute_loss_weight: float = 5.0  # on the mean binary cross-entropy over attributes
 
     def __post_init__(self) -> None:
-        check_frozen_batchnorm("maskrcnn", self.freeze_batchnorm, "weights", self.weights)
         if not 0 <= self.trainable_backbone_layers <= 5:
             raise ValueError(f"trainable_backbone_layers must be 0-5, got {self.trainable_backbone_layers}")
         if len(self.anchor_sizes) != FPN_LEVELS or min(self.anchor_sizes) <= 0:
@@ -104,7 +97,6 @@ class UNetParams:
     mask_size: int = 56  # side of the stored box-relative mask of each component
 
     def __post_init__(self) -> None:
-        check_frozen_batchnorm("unet", self.freeze_batchnorm, "encoder_weights", self.encoder_weights)
         if len(self.decoder_channels) != UNET_DEPTH or min(self.decoder_channels) <= 0:
             raise ValueError(f"decoder_channels needs {UNET_DEPTH} positive channel counts, "
                              f"got {list(self.decoder_channels)}")
@@ -150,7 +142,6 @@ class YOLACTParams:
     mask_size: int = 56  # side of each detection's stored box-relative mask
 
     def __post_init__(self) -> None:
-        check_frozen_batchnorm("yolact", self.freeze_batchnorm, "weights", self.weights)
         if len(self.anchor_sizes) != YOLACT_LEVELS or min(self.anchor_sizes) <= 0:
             raise ValueError(f"anchor_sizes needs {YOLACT_LEVELS} positive sizes (one per level P3-P7), "
                              f"got {list(self.anchor_sizes)}")

@@ -11,6 +11,19 @@ from __future__ import annotations
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from pipeline.models.weights import WeightsError
+
+
+def require_weights(section: str, weights_key: str, weights: str) -> None:
+    """Frozen BatchNorm keeps the statistics of the weights it is given: of a random init, which never learn.
+
+    Checked when the model is built with its initial weights, not in params.yaml: a Kaggle session
+    fills the weights path in after the params are read.
+    """
+    if weights == "none":
+        raise WeightsError(f"{section}.freeze_batchnorm: true needs initial weights ({section}.{weights_key} is "
+                           "none): frozen statistics of a random init never learn")
+
 
 def freeze_batchnorm(module: nn.Module) -> None:
     """Replace every BatchNorm2d under ``module`` by a FrozenBatchNorm2d with the same statistics and weights.

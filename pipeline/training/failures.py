@@ -10,9 +10,12 @@ note naming the batch's images, the epoch and the step.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from pipeline.utils.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -24,6 +27,10 @@ def naming_images(metas: list[dict], epoch: int, step: int) -> Iterator[None]:
         raise
     except Exception as exc:
         images = ", ".join(str(meta["image_id"]) for meta in metas)
-        exc.add_note(f"while training on the batch of images {images} (epoch {epoch + 1}, after {step} optimizer "
-                     "steps): look at these images and their rows of train.csv")
+        note = (f"while training on the batch of images {images} (epoch {epoch + 1}, after {step} optimizer "
+                "steps): look at these images and their rows of train.csv")
+        if hasattr(exc, "add_note"):  # Python 3.11 and later
+            exc.add_note(note)
+        else:
+            log.error("%s", note)
         raise

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pipeline.inference.masks import paste
 from pipeline.models.unet.components import instances
-from pipeline.models.unet.network import category_targets, semantic_target
+from pipeline.models.unet.network import category_targets, top_category
 
 CATEGORIES, SIZE = 5, (40, 60)
 THRESHOLD = 0.5
@@ -108,7 +108,7 @@ def test_each_category_learns_every_pixel_of_its_instances_whatever_lies_on_them
         assert torch.equal(truth[label - 1], mask.float())
     assert truth.sum() == target["masks"].sum(), "no other channel is set"
     # The one-class-a-pixel map keeps 800 of the shirt's 1,200 pixels (two thirds): all a softmax head could learn.
-    assert int((semantic_target(target, SIZE) == 1).sum()) == 800
+    assert int((top_category(truth > 0) == 1).sum()) == 800
 
 
 def test_instances_of_one_category_share_its_channel_and_an_image_without_any_has_none():
@@ -121,14 +121,15 @@ def test_instances_of_one_category_share_its_channel_and_an_image_without_any_ha
     assert not category_targets(empty, SIZE, 46).any()
 
 
-def test_the_smaller_instance_is_on_top_in_the_class_map_of_the_pixel_scores():
-    masks = torch.zeros((3, *SIZE), dtype=torch.uint8)
-    masks[0, 5:35, 5:55] = 1  # a coat
-    masks[1, 10:20, 10:30] = 1  # a pocket on it
-    masks[2, 0:40, 0:60] = 1  # the whole picture, largest, painted first
-    target = {"labels": torch.tensor([2, 7, 1]), "masks": masks}
-    painted = semantic_target(target, SIZE)
+def test_the_category_covering_the_fewest_pixels_is_on_top_in_the_class_map_of_the_pixel_scores():
+    shown = torch.zeros((46, *SIZE), dtype=torch.bool)
+    shown[1, 5:35, 5:55] = True  # a coat (category 2)
+    shown[6, 10:20, 10:30] = True  # a pocket on it (7)
+    shown[0, 0:40, 0:60] = True  # the whole picture (1), largest
+    shown[9, 0:2, 0:10] = shown[8, 0:2, 10:20] = True  # two categories of 20 pixels each (10, 9) ...
+    shown[9, 2, 12] = shown[8, 2, 12] = True  # ... lying on one pixel: the tie goes to the lower category
+    painted = top_category(shown)
     assert painted[15, 15] == 7 and painted[30, 50] == 2 and painted[38, 2] == 1
-    assert torch.equal(semantic_target({"labels": torch.zeros(0, dtype=torch.int64),
-                                        "masks": torch.zeros((0, *SIZE), dtype=torch.uint8)}, SIZE),
-                       torch.zeros(SIZE, dtype=torch.int64)), "no instances: all background"
+    assert painted[2, 12] == 9 and painted[0, 0] == 10 and painted[0, 15] == 9
+    assert torch.equal(top_category(torch.zeros((46, *SIZE), dtype=torch.bool)),
+                       torch.zeros(SIZE, dtype=torch.int64)), "nothing shown: all background"

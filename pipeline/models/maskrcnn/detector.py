@@ -29,7 +29,7 @@ from torchvision.ops.poolers import initLevelMapper
 
 from pipeline.config.model import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams, ModelParams
 from pipeline.models.anchors import StridedAnchorGenerator
-from pipeline.models.batchnorm import freeze_batchnorm
+from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
 from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
 from pipeline.models.weights import WeightsError, load_matching, load_resnet_state, read_state_dict
@@ -221,7 +221,7 @@ def _load_initial_weights(net: FashionMaskRCNN, state: dict[str, torch.Tensor], 
         log.info("  loaded backbone.body: %d tensors (a ResNet's)", count)
         return
     own = net.state_dict()
-    fpn = [key for key in own if key.startswith(_FPN)]
+    fpn = [key for key in own if key.startswith(_FPN) and not key.endswith("num_batches_tracked")]
     if any(key.startswith(_FPN) for key in state) and not all(
             key in state and state[key].shape == own[key].shape for key in fpn):
         # Another FPN (YOLACT's is on C3-C5, this one on C2-C5): tensors of equal shape would land on other levels.
@@ -238,6 +238,8 @@ def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attrib
     With ``spec.attribute_head`` and ``num_attributes`` > 0 its RoI heads also predict attributes.
     A model about to receive a checkpoint's weights is built with ``initial_weights=False``.
     """
+    if spec.freeze_batchnorm and initial_weights:
+        require_weights("maskrcnn", "weights", spec.weights)
     kwargs = {**_detector_kwargs(spec), "min_size": model.min_size, "max_size": model.max_size}
     if spec.architecture == "maskrcnn_resnet50_fpn_v2":
         built, rpn_conv_depth = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None,

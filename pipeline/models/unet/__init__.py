@@ -8,7 +8,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "network": ["FashionUNet", "build", "category_targets", "semantic_target"],
+        "network": ["FashionUNet", "build", "category_targets", "top_category"],
         "components": ["Components", "instances"],
     },
 )

@@ -21,7 +21,7 @@ from torch.nn import functional as torch_f
 
 from pipeline.config.model import ModelParams, UNetParams
 from pipeline.models.batching import padded_batch
-from pipeline.models.batchnorm import freeze_batchnorm
+from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
 from pipeline.models.targets import category_union
 from pipeline.models.unet import components
@@ -33,19 +33,16 @@ PRIOR = 0.05  # each category channel starts at this probability: a category cov
 STRIDE = 32  # the encoder halves the image five times: sides are padded to a multiple of this
 
 
-def semantic_target(target: dict, size: tuple[int, int]) -> torch.Tensor:
-    """The (h, w) class map of one image's instances: 0 background, else the category seen on top.
+def top_category(shown: torch.Tensor) -> torch.Tensor:
+    """(h, w) int64 of a (K, h, w) boolean map of the categories each pixel shows: the one covering the fewest
+    pixels of the image where several lie (a pocket on a shirt), the lower category on a tie, 0 where none.
 
-    Where instances overlap the smaller one is painted last and lies on top: in this data the
-    overlaps are mostly parts on their garment (a pocket, a sleeve, a collar on a shirt). Only the
-    pixel scores (``FashionUNet.confusion``) use it; the network learns ``category_targets``.
+    The pixel scores (``FashionUNet.confusion``) compare one class a pixel, chosen so on both sides.
     """
-    canvas = torch.zeros(size, dtype=torch.int64, device=target["labels"].device)
-    masks = target["masks"].bool()
-    areas = masks.flatten(1).sum(1)
-    for index in torch.argsort(areas, descending=True, stable=True).tolist():
-        canvas[masks[index]] = target["labels"][index]
-    return canvas
+    area = shown.flatten(1).sum(1)
+    rank = torch.where(shown, (shown[0].numel() + 1 - area)[:, None, None], 0)  # larger for smaller areas
+    best, category = rank.max(0)
+    return torch.where(best > 0, category + 1, 0)
 
 
 def category_targets(target: dict, size: tuple[int, int], categories: int) -> torch.Tensor:
@@ -126,21 +123,15 @@ class FashionUNet(nn.Module):
     def confusion(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
         """(C, C) pixel counts, true class by predicted class, over the images' own pixels (eval mode).
 
-        Both sides are one class a pixel, the smaller on top where several lie: the truth's smallest
-        instance (``semantic_target``), and of the categories predicted above ``unet.pixel_threshold`` the
-        one predicted over the fewest pixels of the image; background where none is.
+        Each side is one class a pixel (``top_category``): of the true categories, and of those predicted
+        above ``unet.pixel_threshold``.
         """
         shown = self.logits(images).float().sigmoid() > self.spec.pixel_threshold
         counts = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=shown.device)
         for k, (image, target) in enumerate(zip(images, targets, strict=True)):
             h, w = image.shape[-2:]
-            mine = shown[k, :, :h, :w]
-            area = mine.flatten(1).sum(1)
-            # The smallest shown category at each pixel: the largest of (total - area) among those shown.
-            rank = torch.where(mine, (h * w + 1 - area)[:, None, None], 0)
-            best, category = rank.max(0)
-            predicted = torch.where(best > 0, category + 1, 0)
-            pairs = semantic_target(target, (h, w)).flatten() * self.num_classes + predicted.flatten()
+            truth = top_category(category_targets(target, (h, w), self.num_classes - 1).to(shown.device) > 0)
+            pairs = truth.flatten() * self.num_classes + top_category(shown[k, :, :h, :w]).flatten()
             counts += torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
         return counts
 
@@ -152,6 +143,8 @@ def build(spec: UNetParams, model: ModelParams, num_classes: int, num_attributes
     ``encoder_weights=None`` for smp: it must never download anything (``load_resnet`` reads the file).
     ``model`` (the input size) and ``num_attributes`` do not change the network.
     """
+    if spec.freeze_batchnorm and initial_weights:
+        require_weights("unet", "encoder_weights", spec.encoder_weights)
     net = smp.Unet(encoder_name=spec.encoder, encoder_weights=None, decoder_channels=tuple(spec.decoder_channels),
                    decoder_use_norm="batchnorm", classes=num_classes - 1)
     nn.init.constant_(net.segmentation_head[0].bias, -math.log((1 - PRIOR) / PRIOR))

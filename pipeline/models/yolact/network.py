@@ -22,7 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from pipeline.config.model import ModelParams, YOLACTParams
 from pipeline.models.batching import padded_batch
-from pipeline.models.batchnorm import freeze_batchnorm
+from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
 from pipeline.models.targets import category_union
 from pipeline.models.weights import load_resnet
@@ -200,6 +200,8 @@ def build(spec: YOLACTParams, model: ModelParams, num_classes: int, num_attribut
     ``spec.freeze_batchnorm`` freezes it once the weights are loaded (fine-tuning with a few images per GPU).
     ``model`` (the input size) does not change the network.
     """
+    if spec.freeze_batchnorm and initial_weights:
+        require_weights("yolact", "weights", spec.weights)
     backbone = resnet_fpn_backbone(backbone_name=spec.backbone, weights=None, norm_layer=nn.BatchNorm2d,
                                    trainable_layers=5, returned_layers=[2, 3, 4],
                                    extra_blocks=LastLevelP6P7(CHANNELS, CHANNELS))
