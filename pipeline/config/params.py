@@ -28,6 +28,10 @@ class DataParams(ParamsSection):
     search_root: str = Field("/kaggle/input", description="for source=dir: where to look for the data")
 
 
+#: The looks of the synthetic dataset: the demo's small images, or the real data's sizes and statistics.
+Profile = Literal["demo", "real"]
+
+
 class SyntheticParams(ParamsSection):
     """Size and look of the generated dataset (``pipeline.data.synthetic``)."""
 
@@ -39,6 +43,9 @@ class SyntheticParams(ParamsSection):
     attribute_rate: float = Field(ge=0.0, le=1.0, description="share of images whose garments carry attributes")
     size_defect: bool = Field(description="write one train JPEG whose size disagrees with train.csv")
     jpeg_quality: int = Field(90, ge=1, le=100)
+    profile: Profile = Field(
+        "demo", description="demo: small images, many instances; real: the real data's sizes and statistics")
+    workers: int = Field(0, ge=0, description="processes painting images; 0: one per CPU core from 200 images")
 
     @model_validator(mode="after")
     def _sides_ordered(self) -> SyntheticParams:

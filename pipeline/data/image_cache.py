@@ -14,9 +14,6 @@ settings and fingerprints of the source table and of the code; a cache made othe
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,11 +26,12 @@ from tqdm import tqdm
 
 from pipeline.data import rle
 from pipeline.data.dataset import decode_masks, load_image
-from pipeline.data.transforms import fit_scale, resize, scaled_size
+from pipeline.data.transforms import fit_scale, resize_image, resize_masks, scaled_size
 from pipeline.utils.fingerprint import file_record, imported_modules, record_problem, source_digest
 from pipeline.utils.io import as_json, atomic_path, write_json
 from pipeline.utils.lock import exclusive
 from pipeline.utils.paths import inside
+from pipeline.utils.pool import ordered_map, worker_count
 from pipeline.utils.tables import stored_json
 
 PART_IMAGES = 256
@@ -85,11 +83,12 @@ def _cache_one(task: tuple[pd.DataFrame, Path, Path, CacheSettings]) -> pd.DataF
     scale = settings.scale(height, width)
     size = scaled_size(height, width, scale)
     target = inside(out_images, image_id, "image_id of the instance table")  # checked before anything is read
-    image = load_image(image_dir / target.name, height, width, scale)
-    image, masks = resize(image, decode_masks(rows.rle.tolist(), height, width), size)
+    image = resize_image(load_image(image_dir / target.name, height, width, scale), size)
     with atomic_path(target) as tmp:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format="JPEG", quality=settings.jpeg_quality)
-    new_rles = [rle.encode(mask) for mask in masks.numpy()]
+    # One mask at a time: an image's masks at its full size at once would take instances x pixels bytes (50 masks
+    # of a 6,000 x 4,000 photo: 1.2 GB a process).
+    new_rles = [rle.encode(resize_masks(decode_masks([text], height, width), size)[0].numpy()) for text in rows.rle]
     summary = rle.summarize(new_rles, [size[0]] * len(rows), [size[1]] * len(rows))
     return rows.assign(height=np.int32(size[0]), width=np.int32(size[1]), rle=new_rles, area=summary.area,
                        bbox_x=summary.bbox[:, 0].astype(np.int32), bbox_y=summary.bbox[:, 1].astype(np.int32),
@@ -148,10 +147,7 @@ def _parts_to_do(part_paths: list[Path], parts: list[list[pd.DataFrame]], images
 def _make_parts(todo: list[int], parts: list[list[pd.DataFrame]], part_paths: list[Path], image_dir: Path,
                 out_dir: Path, settings: CacheSettings, workers: int, done_images: int) -> None:
     """Resize the images of the ``todo`` parts (in ``workers`` processes) and write each part when finished."""
-    pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
-            if workers > 1 and todo else None)
-    imap = pool.imap if pool else lambda function, tasks, chunksize: map(function, tasks)
-    with pool or contextlib.nullcontext(), \
+    with ordered_map(workers if todo else 1, torch.set_num_threads, (1,)) as imap, \
             tqdm(total=sum(map(len, parts)), initial=done_images, desc="cache", unit="img") as bar:
         for k in todo:
             tasks = [(rows, image_dir, out_dir / "images", settings) for rows in parts[k]]
@@ -182,8 +178,7 @@ def build_cache(instances: pd.DataFrame, image_dir: Path | str, out_dir: Path | 
         part_paths = [out_dir / "parts" / f"part-{k:05d}.parquet" for k in range(len(parts))]
         todo, problems = _parts_to_do(part_paths, parts, out_dir / "images")
         done_images = len(groups) - sum(len(parts[k]) for k in todo)
-        if not workers:
-            workers = (os.cpu_count() or 1) if len(groups) - done_images >= _POOL_FROM else 1
+        workers = worker_count(workers, len(groups) - done_images, _POOL_FROM)
         _make_parts(todo, parts, part_paths, image_dir, out_dir, settings, workers, done_images)
         table = pd.concat([pd.read_parquet(path) for path in part_paths], ignore_index=True)
         vanished = table.area.eq(0)

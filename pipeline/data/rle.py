@@ -214,11 +214,38 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def encode(mask: np.ndarray) -> str:
     """Kaggle RLE string of a 2-D mask (bool, or any dtype where non-zero is foreground)."""
-    starts, lengths = _runs(mask)
+    return _pairs(*_runs(mask))
+
+
+def _pairs(starts: np.ndarray, lengths: np.ndarray) -> str:
+    """The RLE string of 0-based starts and their lengths."""
     pairs = np.empty(2 * starts.size, dtype=np.int64)
     pairs[0::2] = starts + 1
     pairs[1::2] = lengths
     return " ".join(map(str, pairs.tolist()))
+
+
+def encode_window(window: np.ndarray, top: int, left: int, height: int, width: int) -> str:
+    """Kaggle RLE of a ``height`` x ``width`` mask that is empty outside ``window``, placed at (``top``, ``left``).
+
+    Costs the window's pixels, not the image's: for tiny parts on multi-megapixel images.
+    """
+    window = np.asarray(window, dtype=bool)
+    rows, cols = window.shape
+    if top < 0 or left < 0 or top + rows > height or left + cols > width:
+        raise ValueError(f"a {rows}x{cols} window at ({top}, {left}) does not fit a {height}x{width} image")
+    padded = np.pad(window, ((1, 1), (0, 0)))  # an empty row above and below: no run crosses a column
+    starts, lengths = _runs(padded)
+    columns, offsets = np.divmod(starts, rows + 2)
+    starts = (left + columns) * height + top + offsets - 1
+    touching = np.flatnonzero(starts[1:] == starts[:-1] + lengths[:-1])  # across a column of a full-height window
+    if touching.size:
+        keep = np.ones(starts.size, dtype=bool)
+        keep[touching + 1] = False
+        stops = np.delete(starts + lengths, touching)
+        starts = starts[keep]
+        lengths = stops - starts
+    return _pairs(starts, lengths)
 
 
 @dataclass(frozen=True)

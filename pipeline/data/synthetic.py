@@ -14,23 +14,26 @@ depends only on the seed and its index.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.config.params import SyntheticParams
-from pipeline.data import rle
+from pipeline.config.params import Profile, SyntheticParams
+from pipeline.data import rle, synthetic_real
 from pipeline.data.annotations import SUBMISSION_COLUMNS, TRAIN_COLUMNS
 from pipeline.data.labels import BUNDLED_LABELS, ClassId
 from pipeline.data.synthetic_figures import Piece, occlude, scene
 from pipeline.utils.io import atomic_path
+from pipeline.utils.pool import ordered_map, worker_count
 
 
 def _image_size(rng: np.random.Generator, min_side: int, max_side: int) -> tuple[int, int]:
@@ -45,6 +48,9 @@ def _image_size(rng: np.random.Generator, min_side: int, max_side: int) -> tuple
 
 
 _SPLITS = {"train": 0, "test": 1}
+_POOL_FROM = 200  # images: fewer are written in-process (a process pool takes seconds to start)
+#: One train.csv row: ImageId, EncodedPixels, Height, Width, ClassId.
+Row = tuple[str, str, int, int, str]
 
 
 def image_rng(seed: int, split: str, index: int, stream: int = 0) -> np.random.Generator:
@@ -57,13 +63,30 @@ def image_id(seed: int, split: str, index: int) -> str:
     return hashlib.md5(f"synthetic-{seed}-{split}-{index}".encode()).hexdigest() + ".jpg"
 
 
-def make_scene(seed: int, split: str, index: int, min_side: int, max_side: int,
-               attribute_rate: float) -> tuple[int, int, list[tuple[Piece, np.ndarray]]]:
-    """Size and visible pieces of one image (no pixels painted)."""
+@dataclass(frozen=True)
+class Scene:
+    """One image before painting: its size, and its visible pieces drawn at ``drawn_size`` (its own or smaller)."""
+
+    height: int
+    width: int
+    drawn_size: tuple[int, int]
+    visible: list[tuple[Piece, np.ndarray]]
+
+
+def make_scene(seed: int, split: str, index: int, min_side: int, max_side: int, attribute_rate: float,
+               profile: Profile = "demo") -> Scene:
+    """Size and visible pieces of one image (no pixels painted); the real profile draws them smaller."""
+    if profile not in get_args(Profile):
+        raise ValueError(f"unknown synthetic profile {profile!r}: one of {', '.join(get_args(Profile))}")
     rng = image_rng(seed, split, index)
+    if profile == "real":
+        height, width = synthetic_real.image_size(rng, min_side, max_side)
+        attributed = rng.random() < attribute_rate
+        drawn_size = synthetic_real.working_size(height, width)
+        return Scene(height, width, drawn_size, occlude(synthetic_real.real_scene(rng, *drawn_size, attributed)))
     height, width = _image_size(rng, min_side, max_side)
     attributed = rng.random() < attribute_rate
-    return height, width, occlude(scene(rng, height, width, attributed))
+    return Scene(height, width, (height, width), occlude(scene(rng, height, width, attributed)))
 
 
 def _pattern_mask(pattern: str, height: int, width: int, period: int) -> np.ndarray:
@@ -94,18 +117,36 @@ def paint(rng: np.random.Generator, height: int, width: int, visible: list[tuple
     return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
 
 
-def _rows(name: str, height: int, width: int, visible) -> Iterator[tuple[str, str, int, int, str]]:
+def _nearest(size: int, drawn: int) -> np.ndarray:
+    """For each of ``size`` pixels, the nearest of ``drawn`` pixels spanning the same length."""
+    return np.minimum(((np.arange(size) + 0.5) * drawn / size).astype(np.int64), drawn - 1)
+
+
+def encode_scaled(mask: np.ndarray, height: int, width: int) -> str:
+    """Kaggle RLE of ``mask`` scaled up (nearest neighbour) to ``height`` x ``width``, costing its box only."""
+    if height < mask.shape[0] or width < mask.shape[1]:
+        raise ValueError(f"a mask of {mask.shape} is scaled up, not down to {height}x{width}")
+    rows, cols = _nearest(height, mask.shape[0]), _nearest(width, mask.shape[1])
+    ys, xs = np.nonzero(mask)
+    if not ys.size:
+        return ""
+    top, bottom = np.searchsorted(rows, ys.min()), np.searchsorted(rows, ys.max() + 1)
+    left, right = np.searchsorted(cols, xs.min()), np.searchsorted(cols, xs.max() + 1)
+    return rle.encode_window(mask[rows[top:bottom]][:, cols[left:right]], int(top), int(left), height, width)
+
+
+def _rows(name: str, drawn: Scene) -> list[Row]:
     """train.csv rows of one image: its annotated pieces, those with a visible pixel."""
-    for piece, mask in visible:
-        if piece.category is not None and mask.any():
-            yield name, rle.encode(mask), height, width, str(ClassId(piece.category, piece.attributes))
+    return [(name, encode_scaled(mask, drawn.height, drawn.width), drawn.height, drawn.width,
+             str(ClassId(piece.category, piece.attributes)))
+            for piece, mask in drawn.visible if piece.category is not None and mask.any()]
 
 
-def annotation_rows(seed: int, index: int, min_side: int, max_side: int,
-                    attribute_rate: float) -> Iterator[tuple[str, str, int, int, str]]:
+def annotation_rows(seed: int, index: int, min_side: int, max_side: int, attribute_rate: float,
+                    profile: Profile = "demo") -> list[Row]:
     """train.csv rows of one train image, without painting it (for full-scale CSV benchmarks)."""
-    height, width, visible = make_scene(seed, "train", index, min_side, max_side, attribute_rate)
-    return _rows(image_id(seed, "train", index), height, width, visible)
+    drawn = make_scene(seed, "train", index, min_side, max_side, attribute_rate, profile)
+    return _rows(image_id(seed, "train", index), drawn)
 
 
 @dataclass(frozen=True)
@@ -116,19 +157,32 @@ class SyntheticSummary:
     size_defect_image: str | None
 
 
+#: What a process needs to write one image: the dataset's folder, the split, the index, the params, and
+#: whether to write it rotated.
+WriteTask = tuple[Path, str, int, SyntheticParams, bool]
+
+
+def _write_image(task: WriteTask) -> tuple[str, list[Row]]:
+    """Paint and save one JPEG; its name and train.csv rows."""
+    root, split, index, params, rotated = task
+    drawn = make_scene(params.seed, split, index, params.min_side, params.max_side, params.attribute_rate,
+                       params.profile)
+    image = paint(image_rng(params.seed, split, index, stream=1), *drawn.drawn_size, drawn.visible)
+    if image.size != (drawn.width, drawn.height):
+        image = image.resize((drawn.width, drawn.height), Image.Resampling.BILINEAR)
+    if rotated:  # like the real defect: the JPEG disagrees with train.csv's Height/Width
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    name = image_id(params.seed, split, index)
+    image.save(root / split / name, quality=params.jpeg_quality)
+    return name, _rows(name, drawn)
+
+
 def _write_images(root: Path, split: str, count: int, params: SyntheticParams,
-                  defect_index: int | None = None) -> Iterator[tuple[str, Iterator[tuple]]]:
-    """Paint and save the JPEGs of one split; yield each image's name and (lazily) its train.csv rows."""
-    for index in tqdm(range(count), desc=f"synthetic {split}", unit="img"):
-        height, width, visible = make_scene(params.seed, split, index, params.min_side, params.max_side,
-                                            params.attribute_rate)
-        image = paint(image_rng(params.seed, split, index, stream=1), height, width, visible)
-        if index == defect_index:
-            # Like the real defect: the JPEG disagrees with train.csv's Height/Width.
-            image = image.transpose(Image.Transpose.ROTATE_90)
-        name = image_id(params.seed, split, index)
-        image.save(root / split / name, quality=params.jpeg_quality)
-        yield name, _rows(name, height, width, visible)
+                  defect_index: int | None = None) -> Iterator[tuple[str, list[Row]]]:
+    """Paint and save the JPEGs of one split, in order, in ``params.workers`` processes; yield names and rows."""
+    tasks: list[WriteTask] = [(root, split, index, params, index == defect_index) for index in range(count)]
+    with ordered_map(worker_count(params.workers, count, _POOL_FROM)) as imap:
+        yield from tqdm(imap(_write_image, tasks, chunksize=2), total=count, desc=f"synthetic {split}", unit="img")
 
 
 def write_dataset(out_dir: Path | str, params: SyntheticParams, labels_path=BUNDLED_LABELS) -> SyntheticSummary:
@@ -143,15 +197,17 @@ def write_dataset(out_dir: Path | str, params: SyntheticParams, labels_path=BUND
         with open(root / "train.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(TRAIN_COLUMNS)
-            for _, rows in _write_images(root, "train", params.train_images, params, defect_index):
-                rows = list(rows)
-                writer.writerows(rows)
-                n_instances += len(rows)
+            # closing: an error here ends the workers before the temporary folder is removed
+            with contextlib.closing(_write_images(root, "train", params.train_images, params, defect_index)) as images:
+                for _, rows in images:
+                    writer.writerows(rows)
+                    n_instances += len(rows)
         with open(root / "sample_submission.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(SUBMISSION_COLUMNS)
-            for name, _ in _write_images(root, "test", params.test_images, params):
-                writer.writerow((name, "1 1", 23))
+            with contextlib.closing(_write_images(root, "test", params.test_images, params)) as images:
+                for name, _ in images:
+                    writer.writerow((name, "1 1", 23))
         shutil.copyfile(labels_path, root / "label_descriptions.json")
     defect = image_id(params.seed, "train", defect_index) if defect_index is not None else None
     return SyntheticSummary(params.train_images, params.test_images, n_instances, defect)

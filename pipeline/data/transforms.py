@@ -23,13 +23,23 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize(image: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image bilinear with antialiasing, masks nearest; both to ``size`` (height, width)."""
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The image bilinear with antialiasing, to ``size`` (height, width)."""
     if tuple(image.shape[-2:]) != size:
         image = F.resize(tv_tensors.Image(image), list(size), antialias=True)
+    return image.as_subclass(torch.Tensor)
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The masks nearest, to ``size`` (height, width)."""
     if tuple(masks.shape[-2:]) != size:
         masks = F.resize(tv_tensors.Mask(masks), list(size), interpolation=InterpolationMode.NEAREST_EXACT)
-    return image.as_subclass(torch.Tensor), masks.as_subclass(torch.Tensor)
+    return masks.as_subclass(torch.Tensor)
+
+
+def resize(image: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image bilinear with antialiasing, masks nearest; both to ``size`` (height, width)."""
+    return resize_image(image, size), resize_masks(masks, size)
 
 
 class Augment:

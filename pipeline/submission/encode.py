@@ -8,8 +8,6 @@ hold tens of thousands of 512 x 512 masks).
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -22,6 +20,7 @@ from pipeline.data.labels import LabelSet
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import process_image
 from pipeline.submission.rows import image_rows
+from pipeline.utils.pool import ordered_map, worker_count
 
 Row = tuple[str, str, str]
 #: Fewer images than this are encoded in-process: starting workers (each imports torch) takes seconds.
@@ -40,21 +39,12 @@ def encoded_rows(detections: Mapping[str, Detections], records: Sequence[ImageRe
 
     ``workers`` processes (0: one per CPU core, or none under ``POOL_FROM`` images; 1: none).
     """
-    if not workers:
-        workers = (os.cpu_count() or 1) if len(records) >= POOL_FROM else 1
     one = functools.partial(_one_image, n_views=n_views, params=params, labels=labels)
     tasks = ((detections[r.image_id], r) for r in records)
     rows: list[Row] = []
-    with tqdm(total=len(records), desc="post-process and encode", unit="img") as bar:
-        if workers == 1:
-            for task in tasks:
-                rows += one(task)
-                bar.update()
-        else:
-            # spawn, not fork: a forked child of a process that has run torch's OpenMP threads can hang.
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                for found in pool.imap(one, tasks, chunksize=8):
-                    rows += found
-                    bar.update()
+    with ordered_map(worker_count(workers, len(records), POOL_FROM), torch.set_num_threads, (1,)) as imap, \
+            tqdm(total=len(records), desc="post-process and encode", unit="img") as bar:
+        for found in imap(one, tasks, chunksize=8):
+            rows += found
+            bar.update()
     return pd.DataFrame(rows, columns=SUBMISSION_COLUMNS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from pathlib import Path
 
 import pandas as pd
@@ -182,3 +183,21 @@ def test_a_cache_another_run_builds_is_refused(small_instances, small_dataset, t
             pytest.raises(BusyError, match=rf"{tmp_path / 'cache'} is busy: stage cache \(process"):
         build_cache(small_instances, small_dataset / "train", tmp_path / "cache", SETTINGS)
     assert not (tmp_path / "cache").exists(), "nothing was touched"
+
+
+def test_a_large_photo_with_many_instances_is_cached_one_mask_at_a_time(tmp_path):
+    """A 2,400 x 1,600 photo with 40 instances: its masks at full size together would take 154 MB.
+
+    tracemalloc sees numpy's allocations (the masks are decoded with numpy), not torch's."""
+    height, width, count = 2400, 1600, 40
+    (tmp_path / "raw").mkdir()
+    Image.new("RGB", (width, height), (120, 60, 30)).save(tmp_path / "raw" / "big.jpg")
+    bands = [rle.encode((torch.arange(height)[:, None] // 60 == k).expand(height, width).numpy()) for k in range(count)]
+    rows = pd.DataFrame({"image_id": "big.jpg", "height": height, "width": width, "rle": bands})
+    (tmp_path / "images").mkdir()
+    tracemalloc.start()
+    cached = image_cache._cache_one((rows, tmp_path / "raw", tmp_path / "images", SETTINGS))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(cached) == count and cached.area.gt(0).all()
+    assert peak < 4 * height * width, f"{peak / 2**20:.0f} MiB at the peak: the masks were decoded together"

@@ -32,6 +32,18 @@ def test_round_trip(mask):
     assert np.array_equal(decoded, mask)
 
 
+@given(st.one_of(masks, blob_masks()), st.integers(0, 5), st.integers(0, 5), st.integers(0, 5), st.integers(0, 5))
+def test_a_window_encodes_as_the_whole_mask_it_lies_in(window, above, below, left, right):
+    """Placed anywhere (full height included, where runs join across columns), with empty pixels around it."""
+    whole = np.pad(window, ((above, below), (left, right)))
+    assert rle.encode_window(window, above, left, *whole.shape) == rle.encode(whole)
+
+
+def test_a_window_taller_than_its_image_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        rle.encode_window(np.ones((4, 2), bool), 1, 0, 4, 2)
+
+
 @given(st.one_of(masks, blob_masks()))
 def test_same_area_and_bbox_as_pycocotools(mask):
     height, width = mask.shape

@@ -20,6 +20,7 @@ from pipeline.inference.postprocess import predict_instances
 from pipeline.models.contract import MaskFormat
 from pipeline.submission import encode, rows
 from pipeline.submission.encode import encoded_rows
+from pipeline.utils import pool as pool_module
 
 from stage_runs import REPO, params_file
 
@@ -59,7 +60,7 @@ def _threads_for_processes(monkeypatch) -> list[int]:
         return ThreadPool(processes)
 
     context = SimpleNamespace(Pool=pool)
-    monkeypatch.setattr(encode, "multiprocessing", SimpleNamespace(get_context=lambda method: context))
+    monkeypatch.setattr(pool_module, "multiprocessing", SimpleNamespace(get_context=lambda method: context))
     return sizes
 
 
