@@ -106,6 +106,20 @@ def growth(sizes: list[int], values: list[float]) -> tuple[float, float]:
     return float(slope), float(np.exp(intercept) * REAL_TRAIN ** slope)
 
 
+def fit_growth(results: dict[int, dict], names: list[str]) -> dict[str, dict]:
+    """Each stage's costs fitted against the sizes run, printed with their extrapolation."""
+    sizes = sorted(results)
+    fitted = {}
+    print(f"\ngrowth against images, and extrapolated to {REAL_TRAIN:,} train images:")
+    for name in names:
+        costs = [cost for cost in ("seconds", "peak_bytes", "output_bytes")
+                 if min(results[size][name][cost] for size in sizes) > 0]
+        fitted[name] = {cost: growth(sizes, [results[size][name][cost] for size in sizes]) for cost in costs}
+        shown = "  ".join(f"{cost} x^{b:.2f} -> {value:,.0f}" for cost, (b, value) in fitted[name].items())
+        print(f"  {name:<8} {shown}")
+    return fitted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[456, 1369, 4562], help="train images per run")
@@ -117,17 +131,7 @@ def main() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     names = [name for name in STAGES if name in args.stages]
     results = {size: measure_size(args.work, size, stages, names) for size in sorted(args.sizes)}
-    sizes = sorted(results)
-    fitted: dict[str, dict] = {}
-    if len(sizes) < 2:
-        names = []  # one size: nothing to fit
-    print(f"\ngrowth against images, and extrapolated to {REAL_TRAIN:,} train images:")
-    for name in [name for name in names if name != "download"]:
-        fitted[name] = {cost: growth(sizes, [results[s][name][cost] for s in sizes])
-                        for cost in ("seconds", "peak_bytes", "output_bytes") if min(results[s][name][cost]
-                                                                                      for s in sizes) > 0}
-        shown = "  ".join(f"{cost} x^{b:.2f} -> {value:,.0f}" for cost, (b, value) in fitted[name].items())
-        print(f"  {name:<8} {shown}")
+    fitted = fit_growth(results, [name for name in names if name != "download"]) if len(results) > 1 else {}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"sizes": results, "growth": fitted}, indent=2))
