@@ -10,7 +10,7 @@ RUN := PATH="$(BIN):$$PATH"
 
 WHEELHOUSE := build/wheelhouse/py$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo compare test test-fast lint bench kaggle-kernel
+.PHONY: demo compare scale test test-fast lint bench kaggle-kernel
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 # Every family of compare/params.yaml on a larger synthetic set, in build/compare (docs/models.md).
 compare: $(STAMP)
 	$(RUN) python compare/workspace.py
+
+# Every stage on the real profile of the synthetic data at 1, 3 and 10 % of the real training set, in build/scale:
+# time, memory and disk per stage, their growth, and the verdicts for a Kaggle session (docs/benchmarks.md).
+scale: $(STAMP)
+	$(RUN) python benchmarks/scale.py
 
 # The Kaggle kernel tests install the bundle offline: its dependency wheels are fetched here, in set-up.
 $(WHEELHOUSE)/.complete: $(STAMP)

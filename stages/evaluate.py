@@ -52,10 +52,11 @@ def main() -> None:
                                  **report.attribute_quality(detections, records, n_views, tuned, truth, labels)}
     else:  # a family without attributes (the UNet): its ClassIds are the category alone
         metrics["attributes"] = {"predicted": False}
-    instances = predict_instances(detections, records, n_views, tuned, labels)
-    frame = report.write_val_submission(instances, records, tuned, labels, args.val_submission)
-    report.write_gallery(args.gallery, args.images, table, instances, records[: params.gallery_images],
-                             submitted.per_image, labels, params.gallery_size)
+    frame = report.write_val_submission(detections, records, n_views, tuned, labels, args.val_submission,
+                                        params.workers)
+    shown = records[: params.gallery_images]
+    report.write_gallery(args.gallery, args.images, table, predict_instances(detections, shown, n_views, tuned, labels),
+                         shown, submitted.per_image, labels, params.gallery_size)
     write_json(args.metrics, metrics)
     if args.image_scores:
         report.write_image_scores(args.image_scores, submitted.per_image)

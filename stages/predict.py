@@ -70,7 +70,7 @@ def main() -> None:
                                     [v.name for v in views], model.mask_format, model.num_attributes, limit)
         result = raw_predictions.write(args.out / name, made, records, lambda todo, d=image_dir: predict(todo, d),
                                        params.part_size, description=f"predict {name}")
-        print(f"{name}: {len(result.images)} images, {len(result.detections)} detections over "
+        print(f"{name}: {len(result.images)} images, {result.detection_count} detections over "
               f"{len(views)} view(s) ({', '.join(result.views)}) in {args.out / name}")
         if counts := getattr(model, "inference_counts", None):  # the contract's optional counts (a semantic family's)
             print(f"  {name}, images predicted in this run: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

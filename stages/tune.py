@@ -37,7 +37,7 @@ def main() -> None:
     check_attribute_settings(start, labels)
     predictions = store.read(args.predictions)
     records = tuning.sample(predictions.images, params.max_images, params.seed)
-    detections, n_views = predictions.by_image(), len(predictions.views)
+    detections, n_views = predictions.by_image(r.image_id for r in records), len(predictions.views)
     truth = tuning.truth_on_grid(read_instances(args.instances), records, start)
     began = time.perf_counter()
     with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:

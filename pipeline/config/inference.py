@@ -147,7 +147,8 @@ class EvaluateParams(ParamsSection):
 
     match_on: MatchOn = "class_id"
     gallery_images: int = Field(ge=0)
-    workers: int = Field(0, ge=0, description="processes scoring images in parallel; 0: one per CPU core")
+    workers: int = Field(0, ge=0, description="processes scoring, post-processing and encoding images in parallel; "
+                                               "0: one per CPU core")
     gallery_size: int = Field(ge=64, description="long side of each gallery panel in pixels")
 
 

@@ -53,3 +53,5 @@ class SessionParams(ParamsSection):
     launcher: str = Field(description="auto: torchrun on all GPUs when there are several; else a command")
     weights_file: str = Field("", description="file name searched under the input root; becomes the family's weights")
     discard: tuple[str, ...] = Field((), description="project paths deleted at the end: regenerated, not output")
+    after_training: tuple[str, ...] = Field((), description="stages of dvc.yaml run only in the session where "
+                                                            "training finishes (their time would cut every other's)")

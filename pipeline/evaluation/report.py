@@ -20,8 +20,9 @@ from pipeline.evaluation.gallery import Shape, render
 from pipeline.evaluation.metric import Score
 from pipeline.evaluation.search import Scorer, Truth, attributed
 from pipeline.inference.detections import Detections, ImageRecord, Instance
-from pipeline.inference.postprocess import predict_instances
+from pipeline.inference.postprocess import process_image
 from pipeline.submission import rows as submission
+from pipeline.submission.encode import encoded_rows
 from pipeline.utils.io import atomic_path
 from pipeline.utils.paths import inside
 
@@ -79,11 +80,14 @@ def attribute_quality(detections: Mapping[str, Detections], records: Sequence[Im
     whole set is right.
     """
     every_garment = tuned.model_copy(update={"attribute_policy": "full", "category_policy": {}, "score_thresh": 0.0})
-    instances = predict_instances(detections, records, n_views, every_garment, labels)
     pairs, missed = [], 0
-    for record in records:
+    for record in records:  # one image's masks at a time: without a score threshold they are many
         true = [(labels.parse(c), m) for c, m in truth[record.image_id] if "_" in c]
-        found = [(labels.parse(i.class_id), metric.encode(i.mask)) for i in instances[record.image_id]]
+        if not true:
+            continue
+        instances = process_image(detections[record.image_id], n_views, record.height, record.width, every_garment,
+                                  labels)
+        found = [(labels.parse(i.class_id), metric.encode(i.mask)) for i in instances]
         used: set[int] = set()
         for class_id, mask in true:
             candidates = [k for k, (p, _) in enumerate(found) if p.category == class_id.category and k not in used]
@@ -99,10 +103,11 @@ def attribute_quality(detections: Mapping[str, Detections], records: Sequence[Im
             "groups": group_f1(pairs, groups_of(labels))}
 
 
-def write_val_submission(instances: Mapping[str, Sequence[Instance]], records: Sequence[ImageRecord],
-                         params: PostprocessParams, labels: LabelSet, path: Path | str) -> pd.DataFrame:
-    """Validation predictions in the submission format, validated like a real submission."""
-    frame = submission.frame(instances, records)
+def write_val_submission(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
+                         params: PostprocessParams, labels: LabelSet, path: Path | str, workers: int) -> pd.DataFrame:
+    """Validation predictions in the submission format, validated like a real submission; post-processed and
+    encoded an image at a time, as stage submission does (``workers`` processes)."""
+    frame = encoded_rows(detections, records, n_views, params, labels, workers)
     submission.write(frame, path, params.grids(records), labels)
     return frame
 

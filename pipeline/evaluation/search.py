@@ -15,7 +15,6 @@ whose ground truth carries attributes, the regime of the competition's test set 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pipeline.data.labels import LabelSet
 from pipeline.evaluation import metric
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import process_image
+from pipeline.utils.pool import available_cpus
 
 Truth = dict[str, list[metric.Labelled]]
 
@@ -96,7 +96,7 @@ class Scorer:
                  workers: int = 1) -> None:
         self.truth = truth
         self.shared = (detections, n_views, truth, labels)  # what the worker processes inherit
-        wanted = (os.cpu_count() or 1) if workers == 0 else workers
+        wanted = available_cpus() if workers == 0 else workers
         self.pool = None
         if wanted > 1 and "fork" in mp.get_all_start_methods():
             with warnings.catch_warnings():

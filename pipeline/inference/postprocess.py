@@ -44,7 +44,7 @@ def clusters(detections: Detections, n_views: int, nms_iou: float) -> list[Clust
     n = len(detections)
     if n == 0:
         return []
-    boxes = torch.tensor(detections.boxes)  # a copy: arrays read from parquet are read-only
+    boxes = torch.tensor(detections.boxes)  # a copy: arrays read from parquet may be read-only
     overlap = box_iou(boxes, boxes).numpy() > nms_iou
     overlap &= detections.categories[:, None] == detections.categories[None, :]
     free = np.ones(n, bool)

@@ -82,11 +82,12 @@ class Made:
 
 @dataclass(frozen=True)
 class Predictions:
-    """A finished prediction folder, read back."""
+    """A finished prediction folder, read back: its manifest and image list; the detections stay on disk until
+    :meth:`by_image` reads them (all of them, or those of a sample)."""
 
     manifest: dict
     images: list[ImageRecord]
-    detections: pd.DataFrame
+    folder: Path
 
     @property
     def mask_format(self) -> MaskFormat:
@@ -104,6 +105,10 @@ class Predictions:
     def family(self) -> str:
         return str(self.manifest["family"])
 
+    @property
+    def detection_count(self) -> int:
+        return pq.ParquetFile(self.folder / DETECTIONS).metadata.num_rows
+
     def require(self, records: list[ImageRecord], source: Path | str) -> None:
         """Raise :class:`PredictionsError` unless every image of ``records`` was predicted."""
         predicted = {r.image_id for r in self.images}
@@ -111,18 +116,70 @@ class Predictions:
             raise PredictionsError(f"{source}: no predictions for {len(missing)} image(s), e.g. {missing[0]}; "
                                    "rerun stage predict without --limit")
 
-    def by_image(self) -> dict[str, Detections]:
-        """Detections of every image (empty ones included), masks as (N, M, M) and attributes as (N, A) uint8."""
+    def by_image(self, image_ids: Iterable[str] | None = None) -> dict[str, Detections]:
+        """Detections of every image, or of ``image_ids`` only (empty ones included): masks as (N, M, M) and
+        attributes as (N, A) uint8.
+
+        Only the rows of the images asked for are read, and each column becomes one array without a
+        Python object per detection; an image's arrays are slices of those (the real validation fold
+        holds about 2 million detections).
+        """
         fmt, a = self.mask_format, self.num_attributes
-        m = fmt.size
-        result = {r.image_id: Detections.empty(m, a, fmt.kind) for r in self.images}
-        for image_id, group in self.detections.groupby("image_id", sort=False):
-            masks = np.frombuffer(b"".join(group["mask"]), np.uint8).reshape(len(group), m, m)
-            attributes = np.frombuffer(b"".join(group["attributes"]), np.uint8).reshape(len(group), a)
-            result[image_id] = Detections(group[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
-                                          group["score"].to_numpy(np.float32), group["category"].to_numpy(np.int16),
-                                          group["view"].to_numpy(np.int8), masks, attributes, fmt.kind)
+        wanted = [r.image_id for r in self.images] if image_ids is None else list(dict.fromkeys(image_ids))
+        self.require([ImageRecord(i, 0, 0) for i in wanted], self.folder)
+        result = {image_id: Detections.empty(fmt.size, a, fmt.kind) for image_id in wanted}
+        if not wanted:
+            return result
+        table = pq.read_table(self.folder / DETECTIONS,
+                              filters=None if image_ids is None else [("image_id", "in", wanted)])
+        if table.num_rows == 0:
+            return result
+        codes, names = _image_codes(table)
+        order = np.argsort(codes, kind="stable")
+        if np.all(order[1:] > order[:-1]):
+            order = slice(None)  # stage predict writes each image's rows together: no copy to regroup them
+        columns = {"boxes": np.stack([table.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1),
+                   "scores": table.column("score").to_numpy(), "categories": table.column("category").to_numpy(),
+                   "views": table.column("view").to_numpy(),
+                   "masks": _fixed_width(table, "mask", fmt.size**2, self.folder).reshape(-1, fmt.size, fmt.size),
+                   "attributes": _fixed_width(table, "attributes", a, self.folder)}
+        columns = {name: values[order] for name, values in columns.items()}
+        grouped = codes[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        for start, end in zip(starts, [*starts[1:], len(grouped)], strict=True):
+            part = slice(start, end)
+            result[names[grouped[start]]] = Detections(
+                columns["boxes"][part].astype(np.float32, copy=False), columns["scores"][part].astype(np.float32),
+                columns["categories"][part].astype(np.int16), columns["views"][part].astype(np.int8),
+                columns["masks"][part], columns["attributes"][part], fmt.kind)
+        del table, columns
+        pa.default_memory_pool().release_unused()  # arrow keeps freed memory for reuse, which nothing here needs
         return result
+
+
+def _image_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
+    """Each row's image as a small integer, and the image id of each integer."""
+    encoded = table.column("image_id").combine_chunks().dictionary_encode()
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+
+
+def _fixed_width(table: pa.Table, name: str, width: int, folder: Path) -> np.ndarray:
+    """Column ``name``, binary values of ``width`` bytes each, as one (rows, width) uint8 array."""
+    column = table.column(name)
+    if width == 0 or len(column) == 0:
+        return np.zeros((len(column), width), np.uint8)
+    chunks = []
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        raise _damaged(folder, f"{DETECTIONS}: column {name} holds {column.type}, not bytes")
+    for chunk in column.chunks:
+        offset_type = np.int32 if pa.types.is_binary(chunk.type) else np.int64
+        offsets = np.frombuffer(chunk.buffers()[1], offset_type, len(chunk) + 1,
+                                offset=chunk.offset * np.dtype(offset_type).itemsize)
+        if chunk.null_count or not np.all(np.diff(offsets) == width):
+            raise _damaged(folder, f"{DETECTIONS}: column {name} has values that are not {width} bytes long")
+        if len(chunk):
+            chunks.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0] : offsets[-1]])
+    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)).reshape(-1, width)  # one chunk: no copy
 
 
 def _damaged(folder: Path, problem: str) -> PredictionsError:
@@ -148,7 +205,7 @@ def _load(folder: Path, manifest: dict) -> Predictions:
         raise _damaged(folder, f"{IMAGES} lists {len(images)} images, {MANIFEST} says {manifest['images']}")
     records = [ImageRecord(str(i), int(h), int(w)) for i, h, w in images[["image_id", "height", "width"]].itertuples(
         index=False)]
-    return Predictions(manifest, records, pd.read_parquet(folder / DETECTIONS))
+    return Predictions(manifest, records, folder)
 
 
 def read(folder: Path | str) -> Predictions:

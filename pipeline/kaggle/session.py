@@ -223,13 +223,21 @@ def run(session: Session) -> dict:
                              "stages": []}
     env = {**os.environ, DEADLINE_ENV: str(deadline),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    for stage in stage_order(read_stages(session.working / "dvc.yaml", params)):
+    stages = stage_order(read_stages(session.working / "dvc.yaml", params))
+    _check_names(settings.after_training, stages)
+    progress = session.working / train_run(params["model"]["family"]) / PROGRESS
+    trained = _finished(progress)  # this session's time is not the training's: the stages after it may take it
+    for stage in stages:
+        if stage.name in settings.after_training and not trained:
+            print(f"\n=== stage {stage.name}: skipped until a session starts with training finished "
+                  "(kaggle_session.after_training)", flush=True)
+            entry["stages"].append({"name": stage.name, "skipped": "training had not finished when the session began"})
+            continue
         argv = shlex.split(stage.cmd)
         print(f"\n=== stage {stage.name}: {shlex.join(argv)}", flush=True)
         began = time.time()
         code = subprocess.run(argv, cwd=session.working, env=env, check=False).returncode
         entry["stages"].append({"name": stage.name, "seconds": round(time.time() - began, 1), "exit_code": code})
-        progress = session.working / train_run(params["model"]["family"]) / PROGRESS
         entry["train"] = json.loads(progress.read_text()) if progress.is_file() else None
         write_json(record_path, {"sessions": [*sessions, entry]})
         if code != 0:
@@ -241,10 +249,26 @@ def run(session: Session) -> dict:
     return entry
 
 
+def _finished(progress: Path) -> bool:
+    """Whether the training run's progress file (a previous session's output) says training has finished."""
+    try:
+        return json.loads(progress.read_text(encoding="utf-8")).get("finished") is True
+    except (OSError, ValueError, AttributeError):  # none yet, or not a progress record: not finished
+        return False
+
+
+def _check_names(names: tuple[str, ...], stages: list[Stage]) -> None:
+    if unknown := sorted(set(names) - {s.name for s in stages}):
+        raise SessionError(f"kaggle_session.after_training names {unknown}, not stages of dvc.yaml "
+                           f"({', '.join(s.name for s in stages)})")
+
+
 def summary(entry: dict) -> str:
     train = entry.get("train") or {}
     state = ("training finished" if train.get("finished") else
              f"training stopped at step {train.get('step')} of {train.get('total_steps')} "
              f"({train.get('stopped_by')}): run a new version of the kernel to continue")
     minutes = (entry["ended"] - entry["started"]) / 60
-    return f"session done in {minutes:.1f} min; {state}; submission.csv written"
+    skipped = [stage["name"] for stage in entry["stages"] if "skipped" in stage]
+    later = f"; {', '.join(skipped)} run in a version that starts with training finished" if skipped else ""
+    return f"session done in {minutes:.1f} min; {state}; submission.csv written{later}"

@@ -6,7 +6,6 @@ import errno
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pipeline.inference import store
@@ -56,9 +55,14 @@ def write(folder, predictor, key=KEY, part_size=3):
     return store.write(folder, made(key), RECORDS, predictor, part_size)
 
 
+def table(predictions: store.Predictions) -> store.pa.Table:
+    return store.pq.read_table(predictions.folder / store.DETECTIONS)
+
+
 def assert_same(a: Detections, b: Detections) -> None:
     for field in ("boxes", "scores", "categories", "views", "masks", "attributes"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        assert getattr(a, field).dtype == getattr(b, field).dtype, field
 
 
 def test_round_trip_keeps_every_detection_and_every_image(tmp_path):
@@ -69,6 +73,63 @@ def test_round_trip_keeps_every_detection_and_every_image(tmp_path):
     for record in RECORDS:
         assert_same(by_image[record.image_id], fake_detections(record))
     assert not (tmp_path / "val" / store.PARTS).exists()
+
+
+def test_a_sample_of_images_reads_only_their_detections(tmp_path, monkeypatch):
+    """Stage tune reads the sample it scores (1,000 of the real fold's 9,000 images), not the whole table."""
+    result = write(tmp_path / "val", Predictor())
+    sample = [RECORDS[5].image_id, RECORDS[0].image_id, RECORDS[3].image_id]
+    read_rows = []
+    real_read = store.pq.read_table
+    monkeypatch.setattr(store.pq, "read_table", lambda *a, **k: read_rows.append(real_read(*a, **k).num_rows)
+                        or real_read(*a, **k))
+    by_image = result.by_image(sample)
+    assert list(by_image) == sample
+    for image_id in sample:
+        assert_same(by_image[image_id], fake_detections(next(r for r in RECORDS if r.image_id == image_id)))
+    assert read_rows == [sum(len(fake_detections(r)) for r in RECORDS if r.image_id in sample)]
+    with pytest.raises(store.PredictionsError, match="no predictions for 1 image"):
+        result.by_image(["not-predicted.jpg"])
+
+
+def test_rows_of_an_image_apart_in_the_table_are_still_one_image(tmp_path):
+    result = write(tmp_path / "val", Predictor())
+    path = tmp_path / "val" / store.DETECTIONS
+    table = store.pq.read_table(path)
+    shuffled = np.random.default_rng(0).permutation(table.num_rows)  # the images' rows interleaved
+    store.pq.write_table(table.take(shuffled), path)
+    by_image, start = result.by_image(), 0
+    for record in RECORDS:
+        expected = fake_detections(record)
+        end = start + len(expected)
+        assert_same(by_image[record.image_id], expected.select(np.array([k - start for k in shuffled
+                                                                          if start <= k < end], dtype=int)))
+        start = end
+
+
+def test_a_table_read_in_many_chunks_gives_the_same_detections(tmp_path):
+    """The real fold's table has many row groups: each binary column comes back in chunks, each at an offset."""
+    result = write(tmp_path / "val", Predictor())
+    path = tmp_path / "val" / store.DETECTIONS
+    store.pq.write_table(store.pq.read_table(path), path, row_group_size=2)
+    assert store.pq.ParquetFile(path).metadata.num_row_groups > 3
+    empty = next(r.image_id for r in RECORDS if not len(fake_detections(r)))
+    sample = [RECORDS[3].image_id, empty, RECORDS[6].image_id]
+    for by_image in (result.by_image(), result.by_image(sample)):
+        for image_id in (sample if len(by_image) == 3 else [r.image_id for r in RECORDS]):
+            assert_same(by_image[image_id], fake_detections(next(r for r in RECORDS if r.image_id == image_id)))
+
+
+def test_a_mask_of_the_wrong_size_is_a_damaged_folder(tmp_path):
+    result = write(tmp_path / "val", Predictor())
+    path = tmp_path / "val" / store.DETECTIONS
+    table = store.pq.read_table(path)
+    masks = table.column("mask").to_pylist()
+    masks[0] = masks[0][:-1]
+    store.pq.write_table(table.set_column(table.schema.get_field_index("mask"), "mask",
+                                          store.pa.array(masks, store.pa.binary())), path)
+    with pytest.raises(store.PredictionsError, match="column mask has values that are not 784 bytes long"):
+        result.by_image()
 
 
 def test_an_interrupted_run_resumes_with_the_finished_parts(tmp_path):
@@ -104,7 +165,7 @@ def test_reading_an_unfinished_folder_is_a_clear_error(tmp_path):
 
 def test_no_images_make_an_empty_but_finished_folder(tmp_path):
     result = store.write(tmp_path / "test", made(views=("x1",)), [], Predictor(), 3)
-    assert result.images == [] and len(result.detections) == 0 and result.by_image() == {}
+    assert result.images == [] and result.detection_count == 0 and result.by_image() == {}
 
 
 def interrupted(folder: Path) -> None:
@@ -135,7 +196,7 @@ def test_a_damaged_part_is_predicted_again_and_the_others_kept(tmp_path, caplog,
     damaged = [r.image_id for r in RECORDS[3 * part : 3 * part + 3]]
     assert again.asked == damaged + [r.image_id for r in RECORDS[6:]], "the damaged part and the rest, no more"
     assert f"part-0000{part}" in caplog.text and "its images are predicted again" in caplog.text
-    pd.testing.assert_frame_equal(result.detections, clean.detections)
+    assert table(result).equals(table(clean))
 
 
 def test_a_finished_folder_with_a_damaged_file_is_refused_then_predicted_again(tmp_path, caplog):

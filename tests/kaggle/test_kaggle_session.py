@@ -118,3 +118,53 @@ def test_the_previous_output_that_trained_furthest_is_resumed(tmp_path):
             (run / "progress.json").write_text(json.dumps({"step": step}))
     assert find_previous(tmp_path, "maskrcnn") == tmp_path / "v2", "v3 has no checkpoint; v2 is furthest"
     assert find_previous(tmp_path, "unet") == tmp_path / "v4", "another family's run is not resumed"
+
+
+def fake_stages(finished: bool) -> str:
+    """A dvc.yaml of two stages: train (writes its progress, finished or not) and index, which needs it."""
+    progress = f"{{'step': 3, 'finished': {finished}}}"
+    train = (f"python -c \"import json, os; os.makedirs('models/${{item}}', exist_ok=True); "
+             f"json.dump({progress}, open('models/${{item}}/progress.json', 'w'))\"")
+    return yaml.safe_dump({"stages": {
+        "train": {"foreach": "${compare.families}", "do": {"cmd": train, "outs": ["models/${item}"]}},
+        "index": {"cmd": "python -c \"open('index.txt', 'w').write('built')\"", "deps": ["models/${index.family}"],
+                  "outs": ["index.txt"]}}})
+
+
+@pytest.mark.parametrize("before", [None, False, True])
+def test_a_stage_after_training_runs_only_in_a_session_that_starts_with_training_finished(tmp_path, before):
+    """The session that finishes training has used its time on it: the catalogue waits for the next version."""
+    from pipeline.kaggle.session import Session, run, summary
+
+    bundle_dir, working = tmp_path / "bundle", tmp_path / "working"
+    bundle_dir.mkdir()
+    params = with_families("maskrcnn")
+    params["kaggle_session"] = {**params["kaggle_session"], "after_training": ["index"], "discard": []}
+    (bundle_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    (bundle_dir / "dvc.yaml").write_text(fake_stages(finished=True))
+    if before is not None:  # the training run as a previous version left it
+        (working / "models" / "maskrcnn").mkdir(parents=True)
+        (working / "models" / "maskrcnn" / "progress.json").write_text(json.dumps({"step": 3, "finished": before}))
+    entry = run(Session(bundle_dir, tmp_path / "input", working, started=0.0, gpus=1))
+    assert (working / "index.txt").is_file() == bool(before)
+    assert entry["train"]["finished"], "this session's training finished either way"
+    if before:
+        assert entry["stages"][-1]["name"] == "index" and entry["stages"][-1]["exit_code"] == 0
+        assert "run in a version" not in summary(entry)
+    else:
+        assert entry["stages"][-1] == {"name": "index", "skipped": "training had not finished when the session began"}
+        assert summary(entry).endswith("; index run in a version that starts with training finished")
+
+
+def test_after_training_must_name_stages_of_dvc_yaml(tmp_path):
+    from pipeline.kaggle.session import Session, run
+
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    params = with_families("maskrcnn")
+    params["kaggle_session"] = {**params["kaggle_session"], "after_training": ["indx"]}
+    (bundle_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    (bundle_dir / "dvc.yaml").write_text(fake_stages(True))
+    with pytest.raises(SessionError, match=r"after_training names \['indx'\], not stages of dvc.yaml"):
+        run(Session(bundle_dir, tmp_path / "input", tmp_path / "working", started=0.0, gpus=1))
+    assert not (tmp_path / "working" / "models").exists(), "refused before any stage ran"
