@@ -58,7 +58,7 @@ REAL_PROFILE = {"profile": "real", "min_side": 296, "max_side": 8688, "attribute
 def workspace_params(folder: Path, train_images: int, stage: str) -> None:
     """params.yaml for one stage at one size: the project's, the Kaggle notebook's, the real profile, and
     for the stages after cache the small model."""
-    merged = with_overrides(REPO / "params.yaml", REPO / "kaggle_kernel" / "params.kaggle.yaml")
+    merged = scale_report.kaggle_params(REPO)
     merged["data"]["source"] = "synthetic"
     merged["synthetic"].update(REAL_PROFILE, train_images=train_images,
                                test_images=max(1, round(train_images * REAL_TEST / REAL_TRAIN)))
