@@ -10,7 +10,7 @@ RUN := PATH="$(BIN):$$PATH"
 
 WHEELHOUSE := build/wheelhouse/py$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo compare scale test test-fast lint bench kaggle-kernel
+.PHONY: demo compare scale test test-fast lint bench kaggle-kernel dvc-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,12 @@ test-fast: lint $(WHEELHOUSE)/.complete
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest -m "not slow" --durations=15
 
 lint: $(STAMP)
-	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel compare
+	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel compare tools
 	$(RUN) lint-imports
+
+# dvc.yaml's code dependencies, written from the modules each stage imports (a test fails while they are stale).
+dvc-deps: $(STAMP)
+	$(RUN) python tools/dvc_deps.py
 
 bench: $(STAMP)
 	$(RUN) python benchmarks/rle_speed.py

@@ -31,9 +31,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.config.model import MaskRCNNParams, UNetParams, YOLACTParams  # noqa: E402
-from pipeline.inference.predict import load_model  # noqa: E402
+from pipeline.inference.trained import load_model  # noqa: E402
 from pipeline.models import registry  # noqa: E402
+from pipeline.models.families.maskrcnn.params import MaskRCNNParams  # noqa: E402
+from pipeline.models.families.unet.params import UNetParams  # noqa: E402
+from pipeline.models.families.yolact.params import YOLACTParams  # noqa: E402
 
 FAMILIES = ("maskrcnn", "unet", "yolact")
 #: Each family at ResNet-50 depth, with its schema's defaults (torchvision's Mask R-CNN, the paper's YOLACT).

@@ -35,13 +35,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.config.inference import PostprocessParams  # noqa: E402
-from pipeline.config.model import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
-from pipeline.config.model import MaskRCNNParams, ModelParams  # noqa: E402
+from pipeline.config.model import ModelParams  # noqa: E402
 from pipeline.data.labels import load_labels  # noqa: E402
 from pipeline.inference.detections import ImageRecord  # noqa: E402
-from pipeline.inference.predict import make_views, predict_files, resolve_device  # noqa: E402
+from pipeline.inference.predict import Inference, make_views, predict_files  # noqa: E402
+from pipeline.inference.trained import resolve_device  # noqa: E402
+from pipeline.models.families.maskrcnn.detector import build  # noqa: E402
+from pipeline.models.families.maskrcnn.params import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
+from pipeline.models.families.maskrcnn.params import MaskRCNNParams  # noqa: E402
 from pipeline.models.layout import speed_up  # noqa: E402
-from pipeline.models.maskrcnn.detector import build  # noqa: E402
 from pipeline.submission.encode import encoded_rows  # noqa: E402
 
 TEST_IMAGES = 3200
@@ -62,9 +64,9 @@ def write_images(folder: Path, count: int, height: int, width: int) -> list[Imag
     return records
 
 
-def predict_rate(model, spec, records, folder, scales, hflip, args, device) -> tuple[float, list]:
-    views = make_views(scales, hflip)
-    run = predict_files(model, spec, views, args.batch, args.workers, device, args.precision, args.stack_views)
+def predict_rate(model, model_params, records, folder, scales, hflip, args, device) -> tuple[float, list]:
+    inference = Inference(model, make_views(scales, hflip), model_params, device, args.precision, args.stack_views)
+    run = predict_files(inference, args.batch, args.workers)
     next(run(records[: args.batch], folder))  # warm-up: cuDNN autotuning, allocator, worker start
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -97,8 +99,8 @@ def main() -> None:
     device = resolve_device(args.device)
     # A random model scores almost everything below the usual 0.05: without a threshold it returns the
     # full box_detections_per_img per view, as a trained model on busy photos does (the demo's: ~80).
-    spec = ModelParams(min_size=args.min_size, max_size=args.max_size)
-    model = build(MaskRCNNParams(architecture=args.arch, box_score_thresh=0.0), spec, 47, 92).to(device).eval()
+    model_params = ModelParams(min_size=args.min_size, max_size=args.max_size)
+    model = build(MaskRCNNParams(architecture=args.arch, box_score_thresh=0.0), model_params, 47, 92).to(device).eval()
     speed_up(model, args.channels_last, compile_backbone=False)
     height, width = (int(v) for v in args.original.split("x"))
     results: dict = {"arch": args.arch, "size": [args.min_size, args.max_size], "original": [height, width],
@@ -110,12 +112,12 @@ def main() -> None:
                                  "post_workers": args.post_workers}}
     with tempfile.TemporaryDirectory() as tmp:
         records = write_images(Path(tmp), args.images, height, width)
-        plain, _ = predict_rate(model, spec, records, tmp, (1.0,), False, args, device)
-        tta, found = predict_rate(model, spec, records, tmp, tuple(args.scales), True, args, device)
+        plain, _ = predict_rate(model, model_params, records, tmp, (1.0,), False, args, device)
+        tta, found = predict_rate(model, model_params, records, tmp, tuple(args.scales), True, args, device)
     views, labels = len(make_views(tuple(args.scales), True)), load_labels()
     started = time.perf_counter()
     by_image = {r.image_id: d for r, d in zip(records, found, strict=True)}
-    rows = len(encoded_rows(by_image, records, views, POSTPROCESS, labels, args.post_workers))
+    rows = len(encoded_rows(by_image, records, POSTPROCESS, labels, args.post_workers))
     post = (time.perf_counter() - started) / len(records)
     results.update(images_per_second_plain=round(plain, 2), images_per_second_tta=round(tta, 2), tta_views=views,
                    detections_per_image_tta=round(sum(len(d) for d in found) / len(found), 1),

@@ -3,7 +3,7 @@
 The real training set has about 330,000 instances; this measures faiss on that many synthetic
 unit vectors (clustered, as descriptors of 46 categories are) and on 1,000,000, at the dimension
 of the chosen descriptor (``texture``: 640 with a ResNet FPN; ``fpn_mask`` 256; ``box_head`` 1024),
-with ``pipeline.shop.index``'s own build and search: one query at a time and in batches of 100,
+with ``pipeline.shop.catalogue``'s own build and search: one query at a time and in batches of 100,
 over all items and within one category (an ``IDSelectorRange``), and IVF's recall@k against
 exact search on the same queries. Prints one line per setting and writes them as JSON.
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.shop.index import Catalogue, build_index  # noqa: E402
+from pipeline.shop.catalogue import Catalogue, build_index  # noqa: E402
 from pipeline.shop.scores import recall_at_k  # noqa: E402
 
 CATEGORIES = 46

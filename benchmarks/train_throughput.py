@@ -1,6 +1,6 @@
 """Training throughput of a Mask R-CNN: images/s, peak memory, FLOPs per image and the fraction of device peak.
 
-Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/models/maskrcnn/``, found
+Needs torch >= 2.11 and torchvision only (plus this repository's ``pipeline/models/families/maskrcnn/``, found
 from the script's own location), so it runs on a bare GPU box without installing the project.
 Batches are synthetic (random images with eight elliptical instances each) and live on the
 device, so the number is the model's own speed; data loading is measured by
@@ -36,10 +36,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import masks_to_boxes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.config.model import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
-from pipeline.config.model import MaskRCNNParams, ModelParams  # noqa: E402
+from pipeline.config.model import ModelParams  # noqa: E402
+from pipeline.models.families.maskrcnn.detector import build  # noqa: E402
+from pipeline.models.families.maskrcnn.params import MASKRCNN_ARCHITECTURES as ARCHITECTURES  # noqa: E402
+from pipeline.models.families.maskrcnn.params import MaskRCNNParams  # noqa: E402
 from pipeline.models.layout import speed_up  # noqa: E402
-from pipeline.models.maskrcnn.detector import build  # noqa: E402
 
 OPTIONS = ("channels_last", "compile_backbone", "fused_optimizer", "no_host_sync", "deterministic",
            "no_attribute_head")

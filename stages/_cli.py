@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,11 @@ def tuned_postprocess(params: str, tuned: Path | None, family: str | None = None
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; bad input or set-up exits with status 1 and the error's message, no traceback."""
+    """Run a stage; bad input or set-up exits with status 1 and the error's message, no traceback.
+
+    The library's log goes to standard error, one line a message, beside the progress bars.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         main()
     except PipelineError as exc:

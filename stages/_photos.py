@@ -7,18 +7,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.config.shop import SegmentParams
 from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
-from pipeline.inference.predict import checkpoint_path, load_model, make_views
+from pipeline.inference.predict import Inference, make_views
+from pipeline.inference.trained import open_model
 from pipeline.models import registry
 from pipeline.shop.segment import Segmenter
-from pipeline.utils.device import use_cuda
 from pipeline.utils.errors import PipelineError
 from stages._cli import tuned_postprocess
 
@@ -39,15 +37,15 @@ def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmen
     tuned_path = tuned_postprocess(args.params, args.tuned, family)
     tuned = load_tuned(tuned_path)
     labels = load_labels(args.labels)
-    device = torch.device("cuda" if use_cuda(segment.device, "segment") else "cpu")
     run_dir = args.run_dir or Path("models") / family
     tuned.require_family(family, tuned_path, f"the model of {run_dir}")
-    checkpoint = checkpoint_path(run_dir, "best", doing="segmenting")
-    model = load_model(checkpoint, config, device, len(labels.attributes))
+    trained = open_model(run_dir, config, len(labels.attributes), segment.device, device_setting="segment.device",
+                         doing="segmenting")
     views = make_views(predict.scales, predict.hflip)
-    segmenter = Segmenter(model, config.model, views, tuned.postprocess, labels, segment.max_side, device,
-                          segment.precision if device.type == "cuda" else "fp32")
-    return segmenter, {"family": family, "checkpoint": str(checkpoint), "views": [v.name for v in views]}
+    inference = Inference(trained.model, views, config.model, trained.device,
+                          segment.precision if trained.device.type == "cuda" else "fp32")
+    segmenter = Segmenter(inference, tuned.postprocess, labels, segment.max_side)
+    return segmenter, {"family": family, "checkpoint": str(trained.checkpoint), "views": [v.name for v in views]}
 
 
 def for_each_photo(paths: list[Path], work: Callable[[Path, str], str], doing: str) -> None:

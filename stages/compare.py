@@ -12,14 +12,8 @@ from pathlib import Path
 
 from pipeline.comparison import families as comparison
 from pipeline.comparison import table
-from pipeline.config.comparison import CompareParams
-from pipeline.config.inference import PredictParams
-from pipeline.config.model import ModelParams
-from pipeline.config.params import load_section
-from pipeline.config.training import TrainParams
 from pipeline.data.annotations import read_instances
-from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import read_folds, split
+from pipeline.data.dataset import fold_datasets
 from pipeline.data.labels import load_labels
 from pipeline.utils.io import write_json
 from stages._cli import parser, run
@@ -37,17 +31,11 @@ def main() -> None:
     cli.add_argument("--table", type=Path, required=True, help="Markdown table")
     cli.add_argument("--chart", type=Path, required=True, help="PNG bar chart")
     args = cli.parse_args()
-    params = load_section(args.params, "compare", CompareParams)
-    model = load_section(args.params, "model", ModelParams)
-    train = load_section(args.params, "train", TrainParams)
-    predict = load_section(args.params, "predict", PredictParams)
+    settings = comparison.Settings.load(Path(args.params))
     num_attributes = len(load_labels(args.labels).attributes)
-    _, val_ids = split(read_folds(args.folds), train.fold, str(args.folds))
-    instances = read_instances(args.instances)
-    dataset = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, model.min_size,
-                              model.max_size, num_attributes)
-    rows = comparison.compare(Path(args.params), model.family, args.models, args.evaluation, dataset,
-                              num_attributes, params, train, predict)
+    _, val_set = fold_datasets(read_instances(args.instances), args.images, args.folds, settings.train.fold,
+                               settings.model, num_attributes)
+    rows = comparison.compare(settings, args.models, args.evaluation, val_set, num_attributes)
     write_json(args.out, rows)
     table.write(rows, args.table, args.chart)
     print(table.markdown(rows), end="")

@@ -14,9 +14,9 @@ from pipeline.config.params import load_section
 from pipeline.config.tuned import load_tuned
 from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
-from pipeline.evaluation import report, search
+from pipeline.evaluation.evaluate import Outputs, evaluate
 from pipeline.inference import store
-from pipeline.inference.postprocess import check_attribute_settings, predict_instances
+from pipeline.inference.postprocess import check_attribute_settings
 from pipeline.utils.io import write_json
 from stages._cli import parser, run
 
@@ -41,26 +41,10 @@ def main() -> None:
     check_attribute_settings(tuned, labels)
     predictions = store.read(args.predictions)
     tuned_file.require_family(predictions.family, args.tuned, f"the predictions in {args.predictions}")
-    records, detections, n_views = predictions.images, predictions.by_image(), len(predictions.views)
-    table = read_instances(args.instances)
-    truth = search.truth_on_grid(table, records, tuned)
-    with search.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
-        metrics, submitted = report.scores(scorer, records, default, tuned, params.match_on)
-        metrics["attribute_policies"] = report.policy_comparison(scorer, records, tuned, params.match_on)
-    if predictions.num_attributes:
-        metrics["attributes"] = {"predicted": True,
-                                 **report.attribute_quality(detections, records, n_views, tuned, truth, labels)}
-    else:  # a family without attributes (the UNet): its ClassIds are the category alone
-        metrics["attributes"] = {"predicted": False}
-    frame = report.write_val_submission(detections, records, n_views, tuned, labels, args.val_submission,
-                                        params.workers)
-    shown = records[: params.gallery_images]
-    report.write_gallery(args.gallery, args.images, table, predict_instances(detections, shown, n_views, tuned, labels),
-                         shown, submitted.per_image, labels, params.gallery_size)
+    metrics, rows = evaluate(predictions, read_instances(args.instances), args.images, labels, default, tuned, params,
+                             Outputs(args.val_submission, args.gallery, args.image_scores))
     write_json(args.metrics, metrics)
-    if args.image_scores:
-        report.write_image_scores(args.image_scores, submitted.per_image)
-    print(f"validation ({len(records)} images, {len(frame)} rows, match on {params.match_on}): "
+    print(f"validation ({len(predictions.images)} images, {rows} rows, match on {params.match_on}): "
           f"default {metrics['default_tta']:.4f} with TTA / {metrics['default_no_tta']:.4f} without; "
           f"tuned {metrics['tuned_tta']:.4f} / {metrics['tuned_no_tta']:.4f}; submitted {metrics['submitted']:.4f}")
     for subset, row in metrics["attribute_policies"].items():

@@ -1,7 +1,7 @@
 """Stage index: the catalogue of similar items, every true instance of the training folds described by the model.
 
 Writes ``<out>/catalogue.faiss``, ``<out>/items.parquet`` and ``<out>/manifest.json``
-(``pipeline.shop.index``), and the retrieval scores on the validation fold to ``--metrics``.
+(``pipeline.shop.catalogue``), and the retrieval scores on the validation fold to ``--metrics``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from pipeline.config.shop import IndexParams
 from pipeline.config.training import TrainParams
 from pipeline.data.annotations import read_instances
 from pipeline.data.attributes import groups_of
-from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import read_folds, split
+from pipeline.data.dataset import fold_datasets
 from pipeline.data.labels import load_labels
-from pipeline.inference.predict import checkpoint_path, load_model, resolve_device
+from pipeline.inference.trained import open_model
 from pipeline.models import registry
 from pipeline.shop.build import Sources, build_catalogue, catalogue_key
+from pipeline.shop.catalogue import save_catalogue
 from pipeline.shop.features import require_features
-from pipeline.shop.index import save_catalogue
 from pipeline.utils.io import write_json
 from stages._cli import parser, run
 
@@ -38,17 +37,14 @@ def main() -> None:
     params = load_section(args.params, "index", IndexParams)
     config = registry.load(args.params, params.family)
     labels = load_labels(args.labels)
-    device = resolve_device(params.device)
-    checkpoint = checkpoint_path(args.run_dir, "best", doing="indexing")
-    model = load_model(checkpoint, config, device, len(labels.attributes))
-    require_features(model, params.family)
+    trained = open_model(args.run_dir, config, len(labels.attributes), params.device, device_setting="index.device",
+                         doing="indexing")
+    require_features(trained.model, params.family)
     instances = read_instances(args.instances)
-    train_ids, val_ids = split(read_folds(args.folds), load_section(args.params, "train", TrainParams).fold,
-                               str(args.folds))
-    datasets = [InstanceDataset(instances[instances.image_id.isin(ids)], args.images, config.model.min_size,
-                                config.model.max_size, len(labels.attributes)) for ids in (train_ids, val_ids)]
-    catalogue, metrics = build_catalogue(Sources(model, catalogue_key(checkpoint, config), *datasets, args.images,
-                                                 device), params, groups_of(labels))
+    datasets = fold_datasets(instances, args.images, args.folds, load_section(args.params, "train", TrainParams).fold,
+                             config.model, len(labels.attributes))
+    catalogue, metrics = build_catalogue(Sources(trained.model, catalogue_key(trained.checkpoint, config), *datasets,
+                                                 args.images, trained.device), params, groups_of(labels))
     save_catalogue(args.out, catalogue)
     write_json(args.metrics, metrics)
     pattern = metrics["attribute_groups"].get("textile pattern", {})

@@ -7,7 +7,6 @@ An interrupted run resumes from its finished parts.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from pipeline.config.inference import PredictParams
@@ -17,16 +16,10 @@ from pipeline.data.annotations import read_instances
 from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
 from pipeline.inference import store as raw_predictions
-from pipeline.inference.predict import (
-    checkpoint_path,
-    load_model,
-    make_views,
-    predict_files,
-    prediction_key,
-    records_of,
-    resolve_device,
-)
+from pipeline.inference.predict import Inference, make_views, predict_files, prediction_key, records_of
+from pipeline.inference.trained import open_model
 from pipeline.models import registry
+from pipeline.models.contract import InferenceCounts
 from pipeline.models.layout import speed_up
 from pipeline.submission.rows import test_records
 from stages._cli import add_family, parser, positive, run
@@ -46,7 +39,6 @@ def main() -> None:
     cli.add_argument("--limit", type=positive, help="smoke runs: the first N images of each split only (a folder "
                      "no other stage reads)")
     args = cli.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = registry.load(args.params, args.family)
     params = load_section(args.params, "predict", PredictParams)
     fold = load_section(args.params, "train", TrainParams).fold
@@ -56,13 +48,12 @@ def main() -> None:
         "val": (records_of(instances, val_ids), args.train_images),
         "test": (test_records(args.sample_submission, args.test_images), args.test_images),
     }
-    checkpoint = checkpoint_path(args.run_dir, params.checkpoint)
-    device = resolve_device(params.device)
-    model = load_model(checkpoint, config, device, len(load_labels(args.labels).attributes))
-    views = make_views(params.scales, params.hflip)
+    trained = open_model(args.run_dir, config, len(load_labels(args.labels).attributes), params.device,
+                         checkpoint_name=params.checkpoint)
+    model, checkpoint, views = trained.model, trained.checkpoint, make_views(params.scales, params.hflip)
     speed_up(model, params.channels_last, compile_backbone=False)
-    predict = predict_files(model, config.model, views, params.batch_size, params.workers, device, params.precision,
-                            params.stack_views)
+    predict = predict_files(Inference(model, views, config.model, trained.device, params.precision,
+                                      params.stack_views), params.batch_size, params.workers)
     for name, (records, image_dir) in splits.items():
         limit = args.limit if args.limit and args.limit < len(records) else None
         records = records[:limit]
@@ -72,7 +63,8 @@ def main() -> None:
                                        params.part_size, description=f"predict {name}")
         print(f"{name}: {len(result.images)} images, {result.detection_count} detections over "
               f"{len(views)} view(s) ({', '.join(result.views)}) in {args.out / name}")
-        if counts := getattr(model, "inference_counts", None):  # the contract's optional counts (a semantic family's)
+        if isinstance(model, InferenceCounts) and model.inference_counts:  # what a semantic family kept, dropped
+            counts = model.inference_counts
             print(f"  {name}, images predicted in this run: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             counts.clear()
 

@@ -17,8 +17,8 @@ from pipeline.config.params import load_section
 from pipeline.config.shop import IndexParams
 from pipeline.models import registry
 from pipeline.shop.build import catalogue_key
+from pipeline.shop.catalogue import load_catalogue
 from pipeline.shop.features import require_features
-from pipeline.shop.index import load_catalogue
 from pipeline.shop.render import contact_sheet, items_json
 from pipeline.shop.segment import photo_on_grid
 from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
@@ -38,14 +38,14 @@ def main() -> None:
     output_folder(args.out, make=False)
     family = load_section(args.params, "index", IndexParams).family
     segment, model_info = open_segmenter(args, family)
-    require_features(segment.model, family)
+    require_features(segment.inference.model, family)
     catalogue = load_catalogue(args.index, catalogue_key(model_info["checkpoint"], registry.load(args.params, family)))
     kind, image_dir = catalogue.manifest["features"], Path(catalogue.manifest["image_dir"])
     output_folder(args.out)
 
     def work(path: Path, name: str) -> str:
         photo, items = segment(path)
-        vectors = item_vectors(segment.model, photo, items, segment.spec, kind, segment.device, segment.precision)
+        vectors = item_vectors(segment.inference, photo, items, kind)
         results = similar_items(catalogue, vectors, items, args.k, segment.labels)
         found = items_json(photo, items, segment.labels, {**model_info, "catalogue": str(args.index)})
         for item, result in zip(found["items"], results, strict=True):

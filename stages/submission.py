@@ -37,7 +37,7 @@ def main() -> None:
     records = submission.test_records(args.sample_submission, args.test_images)
     predictions.require(records, args.predictions)
     workers = load_section(args.params, "submission", SubmissionParams).workers
-    frame = encoded_rows(predictions.by_image(), records, len(predictions.views), params, labels, workers)
+    frame = encoded_rows(predictions.by_image(), records, params, labels, workers)
     submission.write(frame, args.out, params.grids(records), labels)
     empty = int(frame.EncodedPixels.eq("").sum())
     print(f"{args.out}: {len(frame)} rows for {len(records)} test images ({empty} without a prediction), "

@@ -8,15 +8,13 @@ stops training with a checkpoint before that moment; the next run continues from
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from pipeline.config.params import load_section
 from pipeline.config.training import AugmentParams, TrainParams
 from pipeline.data.annotations import read_instances
-from pipeline.data.dataset import InstanceDataset
-from pipeline.data.folds import read_folds, split
+from pipeline.data.dataset import fold_datasets
 from pipeline.data.labels import load_labels
 from pipeline.data.transforms import Augment
 from pipeline.models import registry
@@ -39,20 +37,13 @@ def main() -> None:
     cli.add_argument("--deadline", type=float, default=os.environ.get(DEADLINE_ENV),
                      help=f"stop before this time (seconds since 1970, UTC); default: ${DEADLINE_ENV} if set")
     args = cli.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = registry.load(args.params, args.family)
-    spec = config.model
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "train", TrainParams)
     labels = load_labels(args.labels)
     num_classes, num_attributes = len(labels.categories) + 1, len(labels.attributes)
-    train_ids, val_ids = split(read_folds(args.folds), params.fold, str(args.folds))
-    instances = read_instances(args.instances)
-    train_ids = train_ids[: args.limit] if args.limit else train_ids
-    train_set = InstanceDataset(instances[instances.image_id.isin(train_ids)], args.images, spec.min_size,
-                                spec.max_size, num_attributes, Augment(augment))
-    val_set = InstanceDataset(instances[instances.image_id.isin(val_ids)], args.images, spec.min_size, spec.max_size,
-                              num_attributes)
+    train_set, val_set = fold_datasets(read_instances(args.instances), args.images, args.folds, params.fold,
+                                       config.model, num_attributes, Augment(augment), train_limit=args.limit)
     result = train(Job(config, params, augment, num_classes, num_attributes, train_set, val_set, args.run_dir,
                        args.live_dir, resume=not args.no_resume, max_steps=args.max_steps, deadline=args.deadline))
     if not result.main_process:

@@ -16,6 +16,7 @@ from pipeline.config.params import load_section
 from pipeline.config.tuned import Tuned
 from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
+from pipeline.evaluation import scoring
 from pipeline.evaluation import search as tuning
 from pipeline.inference import store
 from pipeline.inference.postprocess import check_attribute_settings
@@ -37,10 +38,10 @@ def main() -> None:
     check_attribute_settings(start, labels)
     predictions = store.read(args.predictions)
     records = tuning.sample(predictions.images, params.max_images, params.seed)
-    detections, n_views = predictions.by_image(r.image_id for r in records), len(predictions.views)
-    truth = tuning.truth_on_grid(read_instances(args.instances), records, start)
+    detections = predictions.by_image(r.image_id for r in records)
+    truth = scoring.truth_on_grid(read_instances(args.instances), records, start)
     began = time.perf_counter()
-    with tuning.Scorer(detections, n_views, truth, labels, params.workers) as scorer:
+    with scoring.Scorer(detections, truth, labels, params.workers) as scorer:
         found = tuning.search(scorer, records, start, params, labels)
         held_out, held_out_policy = tuning.held_out_score(scorer, records, start, params, labels)
     seconds = time.perf_counter() - began

@@ -63,7 +63,8 @@ def build(params: FakeParams, model: ModelParams, num_classes: int, num_attribut
     return FakeModel(params)
 
 
-register(Family("fake", FakeParams, build))
+FAKE = Family("fake", FakeParams, build)
+register(FAKE)
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,27 @@ from dataclasses import replace
 
 import torch
 
-from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
+from pipeline.config.model import ModelParams
+from pipeline.models import registry
 from pipeline.models.registry import ModelConfig
 
-#: A ResNet-18 Mask R-CNN small enough to train a few steps on 64 x 96 images in seconds.
-TINY_MASKRCNN = {"anchor_sizes": (8, 16, 32, 64, 128), "rpn_post_nms_top_n_train": 100,
-                 "box_batch_size_per_image": 32}
+
+def smoke_config(name: str, min_size: int = 64, max_size: int = 96, **family) -> ModelConfig:
+    """Family ``name`` with its smoke settings (``registry.Family.smoke_settings``) and these fields changed."""
+    chosen = registry.family(name)
+    return ModelConfig(ModelParams(family=name, min_size=min_size, max_size=max_size),
+                       chosen.params(**{**chosen.smoke_settings, **family}))
+
+
+#: A ResNet-18 Mask R-CNN small enough to train a few steps on 64 x 96 images in seconds (without the architecture).
+TINY_MASKRCNN = {k: v for k, v in registry.family("maskrcnn").smoke_settings.items() if k != "architecture"}
 
 
 def maskrcnn_config(architecture: str = "maskrcnn_resnet18_fpn", min_size: int = 64, max_size: int = 96,
                     **family) -> ModelConfig:
     """``family`` overrides fields of the maskrcnn section (none of TINY_MASKRCNN's unless given)."""
-    return ModelConfig(ModelParams(min_size=min_size, max_size=max_size),
-                       MaskRCNNParams(architecture=architecture, **family))
+    maskrcnn = registry.family("maskrcnn").params
+    return ModelConfig(ModelParams(min_size=min_size, max_size=max_size), maskrcnn(architecture=architecture, **family))
 
 
 def tiny_config(architecture: str = "maskrcnn_resnet18_fpn", **family) -> ModelConfig:
@@ -32,22 +40,19 @@ def changed(config: ModelConfig, **family) -> ModelConfig:
 
 
 #: A UNet light enough to train a few steps on 64 x 96 images in seconds.
-TINY_UNET = {"encoder": "resnet18", "decoder_channels": (32, 16, 16, 8, 8), "min_area": 4, "mask_size": 16}
+TINY_UNET = dict(registry.family("unet").smoke_settings)
 
 
 def unet_config(min_size: int = 64, max_size: int = 96, **family) -> ModelConfig:
-    return ModelConfig(ModelParams(family="unet", min_size=min_size, max_size=max_size),
-                       UNetParams(**{**TINY_UNET, **family}))
+    return smoke_config("unet", min_size, max_size, **family)
 
 
 #: A YOLACT light enough to train a few steps on 64 x 96 images in seconds.
-TINY_YOLACT = {"backbone": "resnet18", "prototypes": 8, "anchor_sizes": (8, 16, 32, 64, 128), "mask_size": 16,
-               "nms_top_k": 50, "max_detections": 50}
+TINY_YOLACT = dict(registry.family("yolact").smoke_settings)
 
 
 def yolact_config(min_size: int = 64, max_size: int = 96, **family) -> ModelConfig:
-    return ModelConfig(ModelParams(family="yolact", min_size=min_size, max_size=max_size),
-                       YOLACTParams(**{**TINY_YOLACT, **family}))
+    return smoke_config("yolact", min_size, max_size, **family)
 
 
 def one_image() -> tuple[torch.Tensor, dict]:

@@ -22,7 +22,7 @@ from pipeline.config.comparison import CompareParams
 from pipeline.config.inference import PredictParams
 from pipeline.config.training import TrainParams
 from pipeline.data.dataset import InstanceDataset
-from pipeline.inference.predict import load_model, resolve_device
+from pipeline.inference.trained import load_model, resolve_device
 from pipeline.models.registry import ModelConfig
 from pipeline.training import schedule
 from pipeline.utils.device import autocast

@@ -12,3 +12,5 @@ Device = Literal["auto", "cpu", "cuda"]
 MatchOn = Literal["class_id", "category"]
 #: The grids a submission's masks are encoded on: 512 x 512, as the competition scored, or each image's own size.
 Grid = Literal["512x512", "native"]
+#: The ResNets a family may take as its encoder or backbone (the UNet's, YOLACT's).
+ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]

@@ -11,7 +11,7 @@ from pipeline.config.params import ParamsSection
 
 #: The catalogue's instance descriptors (``model.instance_features``): ``fpn_mask``, FPN features pooled in the box and
 #: weighted by the mask; ``box_head``, the box head's representation; ``texture``, mean and spread of the finest
-#: features inside the mask (``pipeline.models.maskrcnn.detector``).
+#: features inside the mask (``pipeline.models.families.maskrcnn.detector``).
 FeatureKind = Literal["fpn_mask", "box_head", "texture"]
 FEATURE_KINDS: tuple[str, ...] = FeatureKind.__args__
 

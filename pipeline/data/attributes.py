@@ -10,7 +10,7 @@ the group's threshold); in the others every attribute above the threshold is.
 
 An instance of the training data without attributes is *unannotated*, not "no attribute":
 about 80% of the competition's images carry no attributes on any garment. Such instances
-give the attribute head no target (see ``pipeline.models.maskrcnn``).
+give the attribute head no target (see ``pipeline.models.families.maskrcnn``).
 """
 
 from __future__ import annotations

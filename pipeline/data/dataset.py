@@ -12,9 +12,11 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms.v2 import functional as F
 
+from pipeline.config.model import ModelParams
 from pipeline.data import rle
 from pipeline.data.annotations import DataError
 from pipeline.data.attributes import multi_hot
+from pipeline.data.folds import read_folds, split
 from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import Augment, fit_scale, resize, scaled_size
 from pipeline.utils.fingerprint import text_digest
@@ -134,3 +136,18 @@ def collate(batch: list[tuple]) -> tuple[list, list, list]:
     """Lists, not stacked tensors: Mask R-CNN takes images of different sizes."""
     images, targets, metas = zip(*batch, strict=True)
     return list(images), list(targets), list(metas)
+
+
+def fold_datasets(instances: pd.DataFrame, image_dir: Path | str, folds: Path, fold: int, model_params: ModelParams,
+                  num_attributes: int, augment: Augment | None = None,
+                  train_limit: int | None = None) -> tuple[InstanceDataset, InstanceDataset]:
+    """The training and validation images of fold ``fold`` of ``folds`` (folds.csv), fitted to the model's input
+    size; ``augment`` applies to the training images, the first ``train_limit`` of them only when given."""
+    train_ids, val_ids = split(read_folds(folds), fold, str(folds))
+    train_ids = train_ids[:train_limit] if train_limit else train_ids
+
+    def dataset(image_ids: list[str], augmented: Augment | None) -> InstanceDataset:
+        return InstanceDataset(instances[instances.image_id.isin(image_ids)], image_dir, model_params.min_size,
+                               model_params.max_size, num_attributes, augmented)
+
+    return dataset(train_ids, augment), dataset(val_ids, None)

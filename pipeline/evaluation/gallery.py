@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import scaled_size
-from pipeline.evaluation.search import resize_nearest
+from pipeline.inference.masks import resize_nearest
 
 _HEADER = 18  # pixels of caption above each panel
 

@@ -18,7 +18,7 @@ from pipeline.data.labels import LabelSet
 from pipeline.evaluation import metric
 from pipeline.evaluation.gallery import Shape, render
 from pipeline.evaluation.metric import Score
-from pipeline.evaluation.search import Scorer, Truth, attributed
+from pipeline.evaluation.scoring import Scorer, Truth, attributed
 from pipeline.inference.detections import Detections, ImageRecord, Instance
 from pipeline.inference.postprocess import process_image
 from pipeline.submission import rows as submission
@@ -69,8 +69,8 @@ def policy_comparison(scorer: Scorer, records: Sequence[ImageRecord], tuned: Pos
     return result
 
 
-def attribute_quality(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
-                      tuned: PostprocessParams, truth: Truth, labels: LabelSet) -> dict:
+def attribute_quality(detections: Mapping[str, Detections], records: Sequence[ImageRecord], tuned: PostprocessParams,
+                      truth: Truth, labels: LabelSet) -> dict:
     """F1 per attribute group of the predicted sets, on true instances with attributes that were found.
 
     Post-processes as ``tuned`` but with policy ``full`` for every garment, so that each has its
@@ -85,8 +85,7 @@ def attribute_quality(detections: Mapping[str, Detections], records: Sequence[Im
         true = [(labels.parse(c), m) for c, m in truth[record.image_id] if "_" in c]
         if not true:
             continue
-        instances = process_image(detections[record.image_id], n_views, record.height, record.width, every_garment,
-                                  labels)
+        instances = process_image(detections[record.image_id], record.height, record.width, every_garment, labels)
         found = [(labels.parse(i.class_id), metric.encode(i.mask)) for i in instances]
         used: set[int] = set()
         for class_id, mask in true:
@@ -103,11 +102,11 @@ def attribute_quality(detections: Mapping[str, Detections], records: Sequence[Im
             "groups": group_f1(pairs, groups_of(labels))}
 
 
-def write_val_submission(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
+def write_val_submission(detections: Mapping[str, Detections], records: Sequence[ImageRecord],
                          params: PostprocessParams, labels: LabelSet, path: Path | str, workers: int) -> pd.DataFrame:
     """Validation predictions in the submission format, validated like a real submission; post-processed and
     encoded an image at a time, as stage submission does (``workers`` processes)."""
-    frame = encoded_rows(detections, records, n_views, params, labels, workers)
+    frame = encoded_rows(detections, records, params, labels, workers)
     submission.write(frame, path, params.grids(records), labels)
     return frame
 

@@ -52,3 +52,11 @@ def remove_overlaps(instances: list[Instance]) -> list[Instance]:
         taken |= mask
         result.append(Instance(instance.class_id, instance.score, mask))
     return result
+
+
+def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A boolean mask resized to ``size`` (height, width), each pixel taking its nearest source pixel."""
+    if mask.shape == size:
+        return mask
+    pixels = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None]
+    return torch_f.interpolate(pixels, size=size, mode="nearest-exact")[0, 0].numpy().astype(bool)

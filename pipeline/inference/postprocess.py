@@ -34,14 +34,14 @@ class Cluster:
     members: np.ndarray  # indices of the detections averaged into it (at most one per view)
 
 
-def clusters(detections: Detections, n_views: int, nms_iou: float) -> list[Cluster]:
+def clusters(detections: Detections, nms_iou: float) -> list[Cluster]:
     """Class-wise NMS by box IoU over all views; a kept detection absorbs the best overlapping one of each view.
 
     With one view this is plain class-wise NMS. With several, an object seen in only some
     views gets a lower score (missing views count as 0), which is what makes TTA suppress
     unstable detections.
     """
-    n = len(detections)
+    n, n_views = len(detections), detections.n_views
     if n == 0:
         return []
     boxes = torch.tensor(detections.boxes)  # a copy: arrays read from parquet may be read-only
@@ -89,16 +89,16 @@ def class_id(category: int, probabilities: np.ndarray, params: PostprocessParams
     return labels.format(ClassId(category, attributes))
 
 
-def process_image(detections: Detections, n_views: int, height: int, width: int, params: PostprocessParams,
+def process_image(detections: Detections, height: int, width: int, params: PostprocessParams,
                   labels: LabelSet, grid: tuple[int, int] | None = None) -> list[Instance]:
     """The instances to submit for one image of original size ``height`` x ``width``, on ``params``' grid (or on
     ``grid``, (height, width), when given: a photo's own)."""
     if not params.tta:
-        detections, n_views = detections.select(detections.views == 0), 1
+        detections = detections.plain_view()
     dropped = [c for c in params.attribute_categories if params.policy(c) == "drop"]
     if dropped:
         detections = detections.select(~np.isin(detections.categories, dropped))
-    kept = [c for c in clusters(detections, n_views, params.nms_iou) if c.score >= params.score_thresh]
+    kept = [c for c in clusters(detections, params.nms_iou) if c.score >= params.score_thresh]
     grid_h, grid_w = grid or params.grid_size(height, width)
     to_grid = np.array([grid_w / width, grid_h / height] * 2, np.float32)
     instances, padding = [], mask_padding(detections.mask_kind)
@@ -112,7 +112,7 @@ def process_image(detections: Detections, n_views: int, height: int, width: int,
     return [i for i in remove_overlaps(instances) if i.mask.sum() >= max(params.min_area, 1)]
 
 
-def predict_instances(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
+def predict_instances(detections: Mapping[str, Detections], records: Sequence[ImageRecord],
                       params: PostprocessParams, labels: LabelSet) -> dict[str, list[Instance]]:
-    return {r.image_id: process_image(detections[r.image_id], n_views, r.height, r.width, params, labels)
+    return {r.image_id: process_image(detections[r.image_id], r.height, r.width, params, labels)
             for r in records}

@@ -27,8 +27,7 @@ from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.models.contract import DetectionModel, MaskFormat
 from pipeline.models.registry import ModelConfig
-from pipeline.utils import checkpoint
-from pipeline.utils.device import autocast, use_cuda
+from pipeline.utils.device import autocast
 from pipeline.utils.errors import PipelineError, from_worker
 from pipeline.utils.fingerprint import file_digest, imported_modules, source_digest, text_digest
 from pipeline.utils.paths import inside
@@ -44,6 +43,23 @@ class View:
     @property
     def name(self) -> str:
         return f"x{self.scale:g}" + ("-flip" if self.flip else "")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A trained model and how to run it: its TTA views, the input size, the device and the arithmetic."""
+
+    model: DetectionModel
+    views: list[View]
+    model_params: ModelParams  # min_size and max_size: each view fits the image to them, times its scale
+    device: torch.device
+    precision: str = "fp32"
+    stack_views: bool = False  # predict.stack_views: one forward for all views
+
+    @property
+    def max_scale(self) -> float:
+        """The largest view's factor: an image is decoded at no more than that."""
+        return max(view.scale for view in self.views)
 
 
 def make_views(scales: tuple[float, ...], hflip: bool) -> list[View]:
@@ -89,7 +105,7 @@ def _view_image(image: torch.Tensor, height: int, width: int, fitted: float, vie
 
 
 def _to_original(output: dict, view_size: tuple[int, int], original: tuple[int, int], view: View, index: int,
-                 mask_format: MaskFormat) -> Detections:
+                 mask_format: MaskFormat, n_views: int) -> Detections:
     """Undo the view: mirror boxes and masks of a flipped view, rescale boxes to the original size."""
     boxes = output["boxes"].float()
     masks = output["masks"][:, 0].float()
@@ -106,6 +122,7 @@ def _to_original(output: dict, view_size: tuple[int, int], original: tuple[int, 
         attributes=_as_bytes(output["attributes"].float()) if "attributes" in output
         else np.zeros((len(boxes), 0), np.uint8),
         mask_kind=mask_format.kind,
+        n_views=n_views,
     )
 
 
@@ -115,65 +132,28 @@ def _as_bytes(probabilities: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict_batch(model: DetectionModel, images: list[torch.Tensor], records: list[ImageRecord], views: list[View],
-                  min_size: int, max_size: int, device: torch.device, precision: str = "fp32",
-                  stack_views: bool = False) -> list[Detections]:
+def predict_batch(inference: Inference, images: list[torch.Tensor], records: list[ImageRecord]) -> list[Detections]:
     """Detections of every view for a batch of uint8 (3, h, w) images whose original sizes ``records`` give.
 
     One forward per view, or with ``stack_views`` one for all views (``predict.stack_views``):
     fewer, larger kernels, but each image is padded to the batch's largest view, which moves
     scores near the image's right and bottom edges by a rounding-sized amount.
     """
-    model.eval()
+    model, sizes, n_views = inference.model.eval(), inference.model_params, len(inference.views)
     fmt = model.mask_format
     per_image: list[list[Detections]] = [[] for _ in images]
-    on_device = [image.to(device, non_blocking=True) for image in images]
-    indexed = list(enumerate(views))
-    for group in [indexed] if stack_views else [[pair] for pair in indexed]:
-        inputs = [_view_image(image, r.height, r.width, fit_scale(r.height, r.width, min_size, max_size), view)
-                  for _, view in group for image, r in zip(on_device, records, strict=True)]
-        with autocast(device, precision):
+    on_device = [image.to(inference.device, non_blocking=True) for image in images]
+    indexed = list(enumerate(inference.views))
+    for group in [indexed] if inference.stack_views else [[pair] for pair in indexed]:
+        inputs = [_view_image(image, r.height, r.width, fit_scale(r.height, r.width, sizes.min_size, sizes.max_size),
+                              view) for _, view in group for image, r in zip(on_device, records, strict=True)]
+        with autocast(inference.device, inference.precision):
             outputs = model(inputs)
         for n, (output, x) in enumerate(zip(outputs, inputs, strict=True)):
             (index, view), k = group[n // len(images)], n % len(images)
             size = (records[k].height, records[k].width)
-            per_image[k].append(_to_original(output, tuple(x.shape[-2:]), size, view, index, fmt))
-    return [Detections.concat(parts, fmt.size, model.num_attributes, fmt.kind) for parts in per_image]
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device of ``predict.device``."""
-    return torch.device("cuda" if use_cuda(name, "predict") else "cpu")
-
-
-def checkpoint_path(run_dir: Path | str, name: str, doing: str = "predicting") -> Path:
-    """``run_dir/<name>.pt``; ``best`` falls back, with a printed note, to ``last`` while no validation has run.
-
-    A training session stopped by its time limit in the first epoch has only ``last.pt``: the
-    submission is still made, from the best (the only) weights there are.
-    """
-    run_dir = Path(run_dir)
-    path, last = run_dir / f"{name}.pt", run_dir / checkpoint.LAST
-    if name == "best" and not path.is_file() and last.is_file():
-        print(f"{path} does not exist yet (training has not finished an epoch): {doing} with {last}")
-        return last
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"{path}: no such checkpoint; run stage train first")
-    return path
-
-
-def load_model(path: Path | str, config: ModelConfig, device: torch.device, num_attributes: int) -> DetectionModel:
-    """The trained model of a checkpoint (``best.pt`` or ``last.pt``), built as ``config`` says, in eval mode."""
-    saved = checkpoint.load(path)
-    model = config.build(int(saved["num_classes"]), num_attributes, initial_weights=False)
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[:2]
-        raise checkpoint.CheckpointError(f"{path}: does not fit the model sections of params.yaml "
-                                         f"({' '.join(first)}); retrain or restore the params it was made with",
-                                         ) from exc
-    return model.to(device).eval()
+            per_image[k].append(_to_original(output, tuple(x.shape[-2:]), size, view, index, fmt, n_views))
+    return [Detections.concat(parts, fmt.size, model.num_attributes, fmt.kind, n_views) for parts in per_image]
 
 
 def prediction_key(checkpoint: Path | str, config: ModelConfig, params: PredictParams, records: list[ImageRecord],
@@ -202,18 +182,17 @@ def records_of(instances: pd.DataFrame, image_ids: list[str]) -> list[ImageRecor
 Batches = Iterator[tuple[list[ImageRecord], list[Detections]]]
 
 
-def predict_files(model: DetectionModel, spec: ModelParams, views: list[View], batch_size: int, workers: int,
-                  device: torch.device, precision: str, stack_views: bool = False,
+def predict_files(inference: Inference, batch_size: int, workers: int,
                   ) -> Callable[[list[ImageRecord], Path | str], Batches]:
     """A function from (records, image folder) to a stream of (records, detections) batches."""
+    sizes = inference.model_params
 
     def run(records: list[ImageRecord], image_dir: Path | str) -> Batches:
-        files = ImageFiles(records, image_dir, spec.min_size, spec.max_size, max(v.scale for v in views))
+        files = ImageFiles(records, image_dir, sizes.min_size, sizes.max_size, inference.max_scale)
         try:
-            for batch in loader(files, batch_size, workers, pin_memory=device.type == "cuda"):
+            for batch in loader(files, batch_size, workers, pin_memory=inference.device.type == "cuda"):
                 batch_records = [records[i] for i, _ in batch]
-                yield batch_records, predict_batch(model, [image for _, image in batch], batch_records, views,
-                                                   spec.min_size, spec.max_size, device, precision, stack_views)
+                yield batch_records, predict_batch(inference, [image for _, image in batch], batch_records)
         except PipelineError as exc:  # a worker's error: its message, not its traceback
             if (raised := from_worker(exc)) is exc:
                 raise

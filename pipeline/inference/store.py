@@ -43,10 +43,9 @@ class PredictionsError(PipelineError):
     """A prediction folder that is missing, incomplete or made for something else."""
 
 
-def _table(image_ids: list[str], detections: list[Detections], mask_format: MaskFormat, num_attributes: int,
-           ) -> pa.Table:
-    counts = [len(d) for d in detections]
-    merged = Detections.concat(detections, mask_format.size, num_attributes, mask_format.kind)
+def _table(image_ids: list[str], detections: list[Detections], manifest: dict) -> pa.Table:
+    counts, fmt = [len(d) for d in detections], _mask_format(manifest)
+    merged = Detections.concat(detections, fmt.size, manifest["num_attributes"], fmt.kind, len(manifest["views"]))
     return pa.table({
         "image_id": pa.array(np.repeat(np.asarray(image_ids, dtype=object), counts).tolist(), pa.string()),
         "view": pa.array(merged.views, pa.int8()),
@@ -99,7 +98,12 @@ class Predictions:
 
     @property
     def views(self) -> list[str]:
+        """The TTA views' names, in the order of the detections' view numbers; the first is the plain view."""
         return list(self.manifest["views"])
+
+    @property
+    def n_views(self) -> int:
+        return len(self.manifest["views"])
 
     @property
     def family(self) -> str:
@@ -124,10 +128,10 @@ class Predictions:
         Python object per detection; an image's arrays are slices of those (the real validation fold
         holds about 2 million detections).
         """
-        fmt, a = self.mask_format, self.num_attributes
+        fmt, a, n_views = self.mask_format, self.num_attributes, self.n_views
         wanted = [r.image_id for r in self.images] if image_ids is None else list(dict.fromkeys(image_ids))
         self.require([ImageRecord(i, 0, 0) for i in wanted], self.folder)
-        result = {image_id: Detections.empty(fmt.size, a, fmt.kind) for image_id in wanted}
+        result = {image_id: Detections.empty(fmt.size, a, fmt.kind, n_views) for image_id in wanted}
         if not wanted:
             return result
         table = pq.read_table(self.folder / DETECTIONS,
@@ -143,6 +147,8 @@ class Predictions:
                    "views": table.column("view").to_numpy(),
                    "masks": _fixed_width(table, "mask", fmt.size**2, self.folder).reshape(-1, fmt.size, fmt.size),
                    "attributes": _fixed_width(table, "attributes", a, self.folder)}
+        if len(columns["views"]) and not 0 <= columns["views"].min() <= columns["views"].max() < n_views:
+            raise _damaged(self.folder, f"{DETECTIONS}: view numbers outside the {n_views} views of {MANIFEST}")
         columns = {name: values[order] for name, values in columns.items()}
         grouped = codes[order]
         starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
@@ -151,7 +157,7 @@ class Predictions:
             result[names[grouped[start]]] = Detections(
                 columns["boxes"][part].astype(np.float32, copy=False), columns["scores"][part].astype(np.float32),
                 columns["categories"][part].astype(np.int16), columns["views"][part].astype(np.int8),
-                columns["masks"][part], columns["attributes"][part], fmt.kind)
+                columns["masks"][part], columns["attributes"][part], fmt.kind, n_views)
         del table, columns
         pa.default_memory_pool().release_unused()  # arrow keeps freed memory for reuse, which nothing here needs
         return result
@@ -193,6 +199,9 @@ def _checked_manifest(folder: Path) -> dict:
     manifest = stored_json(folder / MANIFEST)
     if not isinstance(manifest, dict) or not set(manifest) >= _MANIFEST_KEYS or not isinstance(manifest["files"], dict):
         raise _damaged(folder, f"{MANIFEST} is not the manifest of a prediction folder")
+    views = manifest["views"]
+    if not (isinstance(views, list) and views and all(isinstance(v, str) for v in views)):
+        raise _damaged(folder, f"{MANIFEST}: views is not a list of view names")
     for name in (IMAGES, DETECTIONS):
         if problem := record_problem(folder / name, manifest["files"].get(name)):
             raise _damaged(folder, problem)
@@ -329,8 +338,7 @@ def _write_part(parts: Path, number: int, records: list[ImageRecord], detections
                 manifest: dict) -> None:
     table = parts / f"part-{number:05d}.parquet"
     with atomic_path(table) as tmp:
-        pq.write_table(_table([r.image_id for r in records], detections, _mask_format(manifest),
-                              manifest["num_attributes"]), tmp)
+        pq.write_table(_table([r.image_id for r in records], detections, manifest), tmp)
     # Written last, it marks the part finished, with the record that tells a damaged parquet later.
     write_json(table.with_suffix(".json"), {"images": [r.image_id for r in records], "parquet": file_record(table)})
 
@@ -344,7 +352,7 @@ def _consolidate(folder: Path, manifest: dict, records: list[ImageRecord]) -> Pr
     if missing := [r.image_id for r in records if r.image_id not in predicted]:
         raise PredictionsError(f"{folder}: {len(missing)} image(s) were not predicted, e.g. {missing[0]}")
     tables = [pq.read_table(parts / f"part-{n:05d}.parquet") for n in sorted(done)]
-    table = pa.concat_tables(tables) if tables else _table([], [], _mask_format(manifest), manifest["num_attributes"])
+    table = pa.concat_tables(tables) if tables else _table([], [], manifest)
     position = {r.image_id: k for k, r in enumerate(records)}
     order = np.argsort([position[i] for i in table.column("image_id").to_pylist()], kind="stable")
     with atomic_path(folder / DETECTIONS) as tmp:

@@ -29,6 +29,7 @@ from packaging.utils import canonicalize_name
 from pipeline.config.kaggle import KernelBuildParams, check_slug
 from pipeline.config.params import DataParams, load_section, with_overrides
 from pipeline.config.sections import STAGE_SECTIONS
+from pipeline.models import registry
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path, write_json
 
@@ -56,8 +57,8 @@ def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildPara
 
 
 def validate_params(params_file: Path) -> None:
-    for name, model in STAGE_SECTIONS.items():
-        load_section(params_file, name, model)
+    for name, schema in {**STAGE_SECTIONS, **registry.sections()}.items():
+        load_section(params_file, name, schema)
 
 
 def kaggle_owner(explicit: str, env: Mapping[str, str]) -> str:

@@ -9,6 +9,7 @@ them: ``dvc.yaml`` stays the one source of truth for what runs and in which orde
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -30,6 +31,8 @@ from pipeline.training.loop import DEADLINE_ENV, PROGRESS
 from pipeline.utils.checkpoint import LAST
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path, remove, write_json
+
+log = logging.getLogger(__name__)
 
 #: Written to the working folder: what each session did. A later session finds its
 #: predecessor's output (a kernel source under the input root) by this file.
@@ -205,7 +208,7 @@ def prepare(session: Session) -> tuple[dict, SessionParams, Path | None]:
         for path in carried(family) if previous else ():
             if (previous / path).is_dir():
                 shutil.copytree(previous / path, session.working / path, dirs_exist_ok=True)
-                print(f"carried over {path} from {previous}")
+                log.info("carried over %s from %s", path, previous)
     return params, settings, previous
 
 
@@ -229,12 +232,12 @@ def run(session: Session) -> dict:
     trained = _finished(progress)  # this session's time is not the training's: the stages after it may take it
     for stage in stages:
         if stage.name in settings.after_training and not trained:
-            print(f"\n=== stage {stage.name}: skipped until a session starts with training finished "
-                  "(kaggle_session.after_training)", flush=True)
+            log.info("\n=== stage %s: skipped until a session starts with training finished "
+                     "(kaggle_session.after_training)", stage.name)
             entry["stages"].append({"name": stage.name, "skipped": "training had not finished when the session began"})
             continue
         argv = shlex.split(stage.cmd)
-        print(f"\n=== stage {stage.name}: {shlex.join(argv)}", flush=True)
+        log.info("\n=== stage %s: %s", stage.name, shlex.join(argv))
         began = time.time()
         code = subprocess.run(argv, cwd=session.working, env=env, check=False).returncode
         entry["stages"].append({"name": stage.name, "seconds": round(time.time() - began, 1), "exit_code": code})

@@ -14,16 +14,21 @@ editing them.
   is above 0.
 - Images arrive at the size the family is to see them: the dataset and the TTA views fit them
   to the ``model`` section's ``min_size`` / ``max_size`` and scale them; a family does not resize again.
-- ``model.attributes_of_boxes(images, boxes)`` (eval mode, families with attributes only):
-  the attribute probabilities of given boxes, e.g. the true ones, to judge the attributes apart
-  from the detector.
-- ``model.instance_features(images, boxes, masks)`` (eval mode, optional; Mask R-CNN): named
-  descriptors, (N, D) each, of given instances, for the catalogue of similar items (``pipeline.shop``).
-- ``model.backbone`` (optional): the image-to-features module (Mask R-CNN, YOLACT: ResNet + FPN;
+- ``model.attributes_of_boxes(images, boxes)`` (eval mode): the attribute probabilities of given
+  boxes, e.g. the true ones, to judge the attributes apart from the detector. A family whose
+  ``num_attributes`` is above 0 must have it (``BoxAttributes``; ``registry.ModelConfig.build`` checks).
+
+Optional abilities, each a runtime-checkable protocol below that the pipeline tests with ``isinstance``:
+
+- ``InstanceFeatures``: ``model.instance_features(images, boxes, masks)`` (eval mode; Mask R-CNN):
+  named descriptors, (N, D) each, of given instances, for the catalogue of similar items (``pipeline.shop``).
+- ``HasBackbone``: ``model.backbone``, the image-to-features module (Mask R-CNN, YOLACT: ResNet + FPN;
   the UNet: its encoder-decoder), which the speed options of ``pipeline.models.layout`` lay out
   channels-last and compile.
-- ``model.inference_counts`` (optional): a ``Counter`` of what eval mode kept and dropped (the
+- ``InferenceCounts``: ``model.inference_counts``, a ``Counter`` of what eval mode kept and dropped (the
   UNet's connected components: ``kept``, ``dropped`` under ``unet.min_area``); predict reports it.
+- ``PixelConfusion``: ``model.confusion(images, targets)``, the (C, C) pixel counts (truth by prediction)
+  of a semantic family (the UNet), from which validation logs pixel accuracy and mean IoU.
 
 Masks are box-relative maps rather than full-image ones: M*M bytes per detection instead of a
 full-resolution image, and every post-processing choice (threshold, merge of views, output
@@ -36,7 +41,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     import torch
+    from torch import nn
 
 #: ``roi``: the map covers the box grown by one map pixel on each side and fades out there, as
 #: Mask R-CNN's mask head and torchvision's ``paste_masks_in_image`` have it. ``crop``: the map
@@ -78,3 +86,44 @@ class DetectionModel(Protocol):
     def train(self, mode: bool = True) -> DetectionModel: ...
 
     def eval(self) -> DetectionModel: ...
+
+
+@runtime_checkable
+class BoxAttributes(Protocol):
+    """Attribute probabilities of given boxes, (N, num_attributes) per image: required with attributes."""
+
+    def attributes_of_boxes(self, images: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[torch.Tensor]: ...
+
+
+@runtime_checkable
+class InstanceFeatures(Protocol):
+    """Named (N, D) descriptors of given instances (boxes and full-image masks), for similar-item search."""
+
+    def instance_features(self, images: list[torch.Tensor], boxes: list[torch.Tensor],
+                          masks: list[torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+
+@runtime_checkable
+class HasBackbone(Protocol):
+    """The image-to-features module, which the speed options lay out channels-last and compile."""
+
+    backbone: nn.Module
+
+
+@runtime_checkable
+class InferenceCounts(Protocol):
+    """A ``Counter`` of what eval mode kept and dropped since it was last cleared."""
+
+    inference_counts: Counter
+
+
+@runtime_checkable
+class PixelConfusion(Protocol):
+    """The (C, C) pixel counts, truth by prediction, of a semantic family on a batch with its targets."""
+
+    def confusion(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor: ...
+
+
+#: Each optional ability by name (docs/models.md; the contract suite checks each on the families that have it).
+ABILITIES: dict[str, type] = {"instance_features": InstanceFeatures, "backbone": HasBackbone,
+                              "inference_counts": InferenceCounts, "confusion": PixelConfusion}

@@ -10,16 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.models.contract import HasBackbone
 from pipeline.models.registry import FamilyError
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
     """The family's image-to-features network; a clear error for a family that exposes none."""
-    found = getattr(model, "backbone", None)
-    if not isinstance(found, nn.Module):
+    if not (isinstance(model, HasBackbone) and isinstance(model.backbone, nn.Module)):
         raise FamilyError(f"{type(model).__name__} exposes no backbone module (pipeline.models.contract): "
                           "turn channels_last and compile_backbone off for this family")
-    return found
+    return model.backbone
 
 
 def speed_up(model: nn.Module, channels_last: bool, compile_backbone: bool) -> None:

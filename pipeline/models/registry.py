@@ -1,28 +1,34 @@
 """Model families by name: ``model.family`` in params.yaml picks one, its own section configures it.
 
-A family is its params schema (read from the section named like the family) and a builder that
-returns a model honouring ``pipeline.models.contract``. ``register`` adds one, e.g. from a
-plugin or a test, without editing the pipeline.
+A family is one package, ``pipeline/models/families/<name>/``, whose ``__init__`` defines ``FAMILY``: its params
+schema (read from the section named like the family), a builder returning a model that honours
+``pipeline.models.contract``, and the key of its initial weights. The registry finds those packages itself, then
+the families that installed packages declare under the entry-point group ``imaterialist.families``; ``register``
+adds one at run time (a test's, a notebook's). Nothing else in the pipeline lists the families.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass, replace
+import importlib.metadata
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from pipeline.config.model import MaskRCNNParams, ModelParams, UNetParams, YOLACTParams
+from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
-from pipeline.models.contract import DetectionModel
+from pipeline.models.contract import BoxAttributes, DetectionModel
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.fingerprint import imported_modules
 
+if TYPE_CHECKING:
+    from torch import nn
+
 #: ``build(family_params, model_params, num_classes, num_attributes, initial_weights)``
-Builder = Callable[[Any, ModelParams, int, int, bool], nn.Module]
+Builder = Callable[[Any, ModelParams, int, int, bool], "nn.Module"]
 
 
 class FamilyError(PipelineError):
@@ -35,6 +41,9 @@ class Family:
     params: type  # the schema of that section: a dataclass or a pydantic model
     build: Builder
     weights_param: str = "weights"  # the key of its section naming an initial weights file (Kaggle sessions set it)
+    #: Its section's values for the lightest model, built and trained on a CPU in seconds at 64 x 96 pixels:
+    #: the test suite checks every family of the registry with them (tests/models/test_contract.py).
+    smoke_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def code_modules(self) -> tuple[str, ...]:
         """The project's modules the builder's module imports: a family's code, in the keys of its checkpoints
@@ -43,14 +52,12 @@ class Family:
         return imported_modules(module) if module.startswith("pipeline.") else ()
 
 
-#: The built-in families: (schema, the module of their ``build``, weights key). Each is imported when first used,
-#: so no stage imports a family it does not run, and dvc.yaml's per-family stages depend on that family's package.
-_BUILT_IN: dict[str, tuple[type, str, str]] = {
-    "maskrcnn": (MaskRCNNParams, "pipeline.models.maskrcnn.detector", "weights"),
-    "unet": (UNetParams, "pipeline.models.unet.network", "encoder_weights"),
-    "yolact": (YOLACTParams, "pipeline.models.yolact.network", "weights"),
-}
-_FAMILIES: dict[str, Family] = {}
+#: The package whose subpackages are the built-in families. Named as a string: the rest of the pipeline reaches a
+#: family through the registry only, never by an import (pyproject.toml's import-linter contracts).
+FAMILIES_PACKAGE = "pipeline.models.families"
+#: The entry-point group under which an installed package declares a ``Family``.
+ENTRY_POINT_GROUP = "imaterialist.families"
+_FAMILIES: dict[str, Family] = {}  # registered at run time; they take precedence over the discovered ones
 
 
 def register(family: Family) -> None:
@@ -59,13 +66,44 @@ def register(family: Family) -> None:
 
 
 def family(name: str) -> Family:
-    if name not in _FAMILIES and name in _BUILT_IN:
-        schema, module, weights_param = _BUILT_IN[name]
-        register(Family(name, schema, importlib.import_module(module).build, weights_param))
-    if name not in _FAMILIES:
-        raise FamilyError(f"model.family is {name!r}; the known families are "
-                          f"{', '.join(sorted({*_BUILT_IN, *_FAMILIES}))}")
-    return _FAMILIES[name]
+    known = {**_discovered(), **_FAMILIES}
+    if name not in known:
+        raise FamilyError(f"no model family {name!r} (model.family, compare.families, --family); "
+                          f"the known families are {', '.join(sorted(known))}")
+    return known[name]
+
+
+def names() -> tuple[str, ...]:
+    """Every family the registry knows, sorted."""
+    return tuple(sorted({*_discovered(), *_FAMILIES}))
+
+
+def sections() -> dict[str, type]:
+    """The params.yaml section of each family (named like it) with its schema."""
+    return {name: family(name).params for name in names()}
+
+
+@functools.cache
+def _discovered() -> dict[str, Family]:
+    """The built-in family packages, then the installed plugins'. A package's ``__init__`` loads only its params
+    schema and a lazy builder, so listing the families loads no family's network code."""
+    found: dict[str, Family] = {}
+    package = importlib.import_module(FAMILIES_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__, f"{FAMILIES_PACKAGE}."):
+        if module.ispkg:
+            _adopt(found, getattr(importlib.import_module(module.name), "FAMILY", None), module.name)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _adopt(found, entry.load(), f"the entry point {entry.name} = {entry.value}")
+    return found
+
+
+def _adopt(found: dict[str, Family], candidate: object, source: str) -> None:
+    if not isinstance(candidate, Family):
+        raise FamilyError(f"{source} defines no FAMILY of type pipeline.models.registry.Family")
+    package_name = source.rsplit(".", 1)[-1]
+    if source.startswith(FAMILIES_PACKAGE) and candidate.name != package_name:
+        raise FamilyError(f"{source} names its family {candidate.name!r}: a family's package bears its name")
+    found[candidate.name] = candidate
 
 
 def params_dict(params: Any) -> dict:
@@ -92,6 +130,9 @@ class ModelConfig:
         if not isinstance(net, DetectionModel):
             raise FamilyError(f"family {self.model.family!r} built a {type(net).__name__} without the contract's "
                               "mask_format and num_attributes (pipeline.models.contract)")
+        if net.num_attributes and not isinstance(net, BoxAttributes):
+            raise FamilyError(f"family {self.model.family!r} predicts {net.num_attributes} attributes but its model "
+                              "has no attributes_of_boxes (pipeline.models.contract)")
         return net
 
 

@@ -13,8 +13,8 @@ from pipeline.data.attributes import Groups
 from pipeline.data.dataset import InstanceDataset
 from pipeline.models.contract import DetectionModel
 from pipeline.models.registry import ModelConfig
-from pipeline.shop.catalogue import embed_instances
-from pipeline.shop.index import Catalogue, build_index
+from pipeline.shop.catalogue import Catalogue, build_index
+from pipeline.shop.features import embed_instances
 from pipeline.shop.scores import recall_at_k, retrieval_scores
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.fingerprint import file_digest

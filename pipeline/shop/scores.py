@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.data.attributes import Groups
 from pipeline.evaluation.bootstrap import interval
-from pipeline.shop.index import Catalogue
+from pipeline.shop.catalogue import Catalogue
 
 RESAMPLES = 2000
 

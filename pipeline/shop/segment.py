@@ -22,8 +22,7 @@ from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.detections import ImageRecord
 from pipeline.inference.postprocess import process_image
-from pipeline.inference.predict import View, predict_batch
-from pipeline.models.contract import DetectionModel
+from pipeline.inference.predict import Inference, predict_batch
 from pipeline.utils.errors import PipelineError
 
 
@@ -56,7 +55,7 @@ class Item:
     mask: np.ndarray  # bool (grid height, grid width)
 
 
-def read_photo(path: Path | str, spec: ModelParams, max_scale: float) -> Photo:
+def read_photo(path: Path | str, model_params: ModelParams, max_scale: float) -> Photo:
     """Decode any image PIL reads (JPEG, PNG, grayscale, palette, alpha); a clear error for anything else."""
     path = Path(path)
     if path.is_dir():
@@ -71,22 +70,21 @@ def read_photo(path: Path | str, spec: ModelParams, max_scale: float) -> Photo:
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise PhotoError(f"{path}: not an image PIL can read ({exc})") from exc
     height, width = image.height, image.width
-    needed = scaled_size(height, width, min(1.0, fit_scale(height, width, spec.min_size, spec.max_size) * max_scale))
+    fitted = fit_scale(height, width, model_params.min_size, model_params.max_size)
+    needed = scaled_size(height, width, min(1.0, fitted * max_scale))
     if needed != (height, width):
         image = image.resize((needed[1], needed[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return Photo(path, height, width, F.pil_to_tensor(image))
 
 
-def segment_photo(model: DetectionModel, photo: Photo, views: list[View], spec: ModelParams,
-                  params: PostprocessParams, labels: LabelSet, max_side: int, device: torch.device,
-                  precision: str) -> list[Item]:
+def segment_photo(inference: Inference, photo: Photo, params: PostprocessParams, labels: LabelSet,
+                  max_side: int) -> list[Item]:
     """The photo's items, best first, as ``stages.submission`` would submit them (on the photo's grid)."""
     record = ImageRecord(photo.path.name, photo.height, photo.width)
-    (detections,) = predict_batch(model, [photo.pixels], [record], views, spec.min_size, spec.max_size, device,
-                                  precision)
+    (detections,) = predict_batch(inference, [photo.pixels], [record])
     grid_h, grid_w = photo.grid(max_side)
     to_photo = np.array([photo.width / grid_w, photo.height / grid_h] * 2)
-    found = process_image(detections, len(views), photo.height, photo.width, params, labels, grid=(grid_h, grid_w))
+    found = process_image(detections, photo.height, photo.width, params, labels, grid=(grid_h, grid_w))
     items = []
     for instance in sorted(found, key=lambda i: -i.score):
         class_id = labels.parse(instance.class_id)
@@ -109,16 +107,11 @@ def photo_on_grid(photo: Photo, max_side: int) -> Image.Image:
 class Segmenter:
     """A trained model with its TTA views and tuned post-processing: photo path in, items out."""
 
-    model: DetectionModel
-    spec: ModelParams
-    views: list[View]
+    inference: Inference
     postprocess: PostprocessParams
     labels: LabelSet
     max_side: int
-    device: torch.device
-    precision: str
 
     def __call__(self, path: Path | str) -> tuple[Photo, list[Item]]:
-        photo = read_photo(path, self.spec, max(v.scale for v in self.views))
-        return photo, segment_photo(self.model, photo, self.views, self.spec, self.postprocess, self.labels,
-                                    self.max_side, self.device, self.precision)
+        photo = read_photo(path, self.inference.model_params, self.inference.max_scale)
+        return photo, segment_photo(self.inference, photo, self.postprocess, self.labels, self.max_side)

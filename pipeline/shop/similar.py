@@ -10,29 +10,28 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from pipeline.config.model import ModelParams
 from pipeline.data.labels import LabelSet
 from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import fit_scale, scaled_size
-from pipeline.evaluation.search import resize_nearest
-from pipeline.models.contract import DetectionModel
+from pipeline.inference.masks import resize_nearest
+from pipeline.inference.predict import Inference
+from pipeline.shop.catalogue import Catalogue
 from pipeline.shop.features import embed
-from pipeline.shop.index import Catalogue
 from pipeline.shop.render import caption, tile
 from pipeline.shop.segment import Item, Photo
 from pipeline.utils.paths import inside
 
 
-def item_vectors(model: DetectionModel, photo: Photo, items: Sequence[Item], spec: ModelParams, kind: str,
-                 device: torch.device, precision: str) -> np.ndarray:
+def item_vectors(inference: Inference, photo: Photo, items: Sequence[Item], kind: str) -> np.ndarray:
     """The ``kind`` descriptors of the items, from the photo at the model's fitted size (as the catalogue's were)."""
-    size = scaled_size(photo.height, photo.width, fit_scale(photo.height, photo.width, spec.min_size, spec.max_size))
+    sizes = inference.model_params
+    size = scaled_size(photo.height, photo.width, fit_scale(photo.height, photo.width, sizes.min_size, sizes.max_size))
     image = F.to_dtype(F.resize(photo.pixels, list(size), antialias=True), torch.float32, scale=True)
     factors = torch.tensor([size[1] / photo.width, size[0] / photo.height] * 2)
     boxes = torch.tensor([item.box for item in items], dtype=torch.float32).reshape(-1, 4) * factors
     masks = torch.from_numpy(np.stack([resize_nearest(item.mask, size) for item in items]).astype(np.uint8)
                              if items else np.zeros((0, *size), np.uint8))
-    return embed(model, [image], [boxes], [masks], device, precision)[kind]
+    return embed(inference.model, [image], [boxes], [masks], inference.device, inference.precision)[kind]
 
 
 def similar_items(catalogue: Catalogue, vectors: np.ndarray, items: Sequence[Item], k: int,

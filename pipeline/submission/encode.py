@@ -27,19 +27,18 @@ Row = tuple[str, str, str]
 POOL_FROM = 200
 
 
-def _one_image(task: tuple[Detections, ImageRecord], n_views: int, params: PostprocessParams, labels: LabelSet,
-               ) -> list[Row]:
+def _one_image(task: tuple[Detections, ImageRecord], params: PostprocessParams, labels: LabelSet) -> list[Row]:
     detections, record = task
-    return image_rows(record.image_id, process_image(detections, n_views, record.height, record.width, params, labels))
+    return image_rows(record.image_id, process_image(detections, record.height, record.width, params, labels))
 
 
-def encoded_rows(detections: Mapping[str, Detections], records: Sequence[ImageRecord], n_views: int,
-                 params: PostprocessParams, labels: LabelSet, workers: int = 0) -> pd.DataFrame:
+def encoded_rows(detections: Mapping[str, Detections], records: Sequence[ImageRecord], params: PostprocessParams,
+                 labels: LabelSet, workers: int = 0) -> pd.DataFrame:
     """Submission rows of ``records`` in their order, as ``rows.frame`` writes them from instances.
 
     ``workers`` processes (0: one per CPU core, or none under ``POOL_FROM`` images; 1: none).
     """
-    one = functools.partial(_one_image, n_views=n_views, params=params, labels=labels)
+    one = functools.partial(_one_image, params=params, labels=labels)
     tasks = ((detections[r.image_id], r) for r in records)
     rows: list[Row] = []
     with ordered_map(worker_count(workers, len(records), POOL_FROM), torch.set_num_threads, (1,)) as imap, \

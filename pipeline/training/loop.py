@@ -10,6 +10,7 @@ any family of ``pipeline.models.registry``, reached only through its contract.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import time
@@ -42,6 +43,8 @@ from pipeline.utils.errors import PipelineError, from_worker
 from pipeline.utils.fingerprint import file_record, imported_modules
 from pipeline.utils.io import atomic_path, write_json
 from pipeline.utils.lock import exclusive
+
+log = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
 #: The environment variable through which a time-limited session (the Kaggle kernel) gives the train stage
@@ -198,7 +201,7 @@ class _Trainer:
         _seed_everything(params.seed, context.rank, params.deterministic)
         self.precision = params.precision if context.device.type == "cuda" else "fp32"
         if self.precision != params.precision and context.is_main:
-            print(f"train.precision {params.precision} applies to CUDA only; this CPU run uses fp32")
+            log.info("train.precision %s applies to CUDA only; this CPU run uses fp32", params.precision)
         code = tuple(sorted({*_TRAINING_CODE, *job.config.code_modules()}))  # the loop's and the family's
         self.key = resume_key(job.config, params, job.augment, job.train_set, context.world_size, code)
         job.run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +234,7 @@ class _Trainer:
         if self.context.rank < len(saved["rng"]):
             checkpoint.set_rng_state(saved["rng"][self.context.rank])
         if self.context.is_main:
-            print(f"resuming {self.job.run_dir / LAST} at epoch {self.state.epoch + 1}, step {self.state.step}")
+            log.info("resuming %s at epoch %d, step %d", self.job.run_dir / LAST, self.state.epoch + 1, self.state.step)
         return self.state.step
 
     def save(self, meter: Meter, best: bool) -> float:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
 from dvclive import Live
+
+log = logging.getLogger(__name__)
 
 
 class Meter:
@@ -72,5 +75,5 @@ def log_validation(live: Live, epoch: int, step: int, score: dict[str, float], b
         live.log_metric(f"train/{name[len(TRAIN_PREFIX):]}" if trained else f"val/{name}", value)
     live.log_metric(f"val/best_{key}", best[0], plot=False)
     live.make_summary()
-    print(f"epoch {epoch}: val {key} {score[key]:.4f}, mask AP {score['mask_ap']:.4f} "
-          f"(best {key} {best[0]:.4f} at step {best[1]})")
+    log.info("epoch %d: val %s %.4f, mask AP %.4f (best %s %.4f at step %d)", epoch, key, score[key],
+             score["mask_ap"], key, best[0], best[1])

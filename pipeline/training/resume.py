@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ from pipeline.training import distributed
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import BEST, LAST
 from pipeline.utils.fingerprint import file_record, record_problem, source_digest
+
+log = logging.getLogger(__name__)
 
 RESOLVED = "params.yaml"
 # Settings that change neither the result nor the data order: a checkpoint made with other values resumes.
@@ -71,8 +74,8 @@ def _rewrite_best(run_dir: Path, saved: dict, problem: str, context: distributed
                                          "score": score, "step": state["step"]})
         state["best_file"] = file_record(run_dir / BEST)
         checkpoint.save(run_dir / LAST, saved)  # with the new record, so that the next run finds it sound
-        print(f"{run_dir / BEST}: {problem}; written again from {LAST}, which holds the same weights "
-              f"(step {state['step']})")
+        log.warning("%s: %s; written again from %s, which holds the same weights (step %d)", run_dir / BEST,
+                    problem, LAST, state["step"])
     distributed.barrier(context)
     return True
 
@@ -110,7 +113,7 @@ def restore(run_dir: Path, key: dict, resume: bool, context: distributed.Context
     distributed.barrier(context)
     if context.is_main:
         previous = run_dir.with_name(run_dir.name + ".previous")
-        print(f"not resuming {path} ({why}); it moves to {previous}, training starts fresh")
+        log.warning("not resuming %s (%s); it moves to %s, training starts fresh", path, why, previous)
         shutil.rmtree(previous, ignore_errors=True)
         previous.mkdir()
         for name in (LAST, BEST, RESOLVED):

@@ -16,7 +16,7 @@ from pipeline.evaluation import metric
 from pipeline.evaluation.coco import encode_masks, image_annotations, mask_ap
 from pipeline.inference.detections import Instance
 from pipeline.inference.masks import paste, remove_overlaps
-from pipeline.models.contract import MaskFormat
+from pipeline.models.contract import MaskFormat, PixelConfusion
 from pipeline.training import distributed
 from pipeline.utils.device import autocast
 
@@ -119,7 +119,7 @@ def pixel_scores(model: torch.nn.Module, dataset: InstanceDataset, context: dist
     The first ``limit`` images only, when given, each as it is without augmentation. Mean IoU averages the
     classes (background included) that the truth or the prediction shows.
     """
-    if not hasattr(model, "confusion"):
+    if not isinstance(model, PixelConfusion):
         return {}
     was_training = model.training
     model.eval()

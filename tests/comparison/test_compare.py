@@ -23,10 +23,10 @@ from pipeline.config.params import load_section
 from pipeline.config.training import TrainParams
 from pipeline.data.dataset import InstanceDataset
 from pipeline.data.folds import split
-from pipeline.inference.predict import load_model
+from pipeline.inference.trained import load_model
 from pipeline.models import registry
 from pipeline.models.batching import IMAGENET_MEAN, IMAGENET_STD
-from pipeline.models.unet.network import category_targets
+from pipeline.models.families.unet.network import category_targets
 from pipeline.training.distributed import Context
 from pipeline.training.validation import pixel_scores
 from pipeline.utils import checkpoint
@@ -168,7 +168,7 @@ def test_a_run_stopped_before_its_first_validation_is_compared_from_its_last_che
     at = args.index("--models")
     done = stage("compare", *args[:at + 1], str(models), *args[at + 2:])
     assert done.returncode == 0, done.stderr
-    assert f"{models / 'maskrcnn' / 'best.pt'} does not exist yet" in done.stdout
+    assert f"{models / 'maskrcnn' / 'best.pt'} does not exist yet" in done.stderr
     rows = json.loads((root / "compare.json").read_text())
     assert rows["maskrcnn"]["best_epoch"] is None and rows["maskrcnn"]["mask_ap"] is None
     assert rows["maskrcnn"]["inference_images_per_second"] > 0 and rows["unet"]["best_epoch"] == 1

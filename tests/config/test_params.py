@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from pipeline.config.comparison import CompareParams
-from pipeline.config.model import UNetParams
 from pipeline.config.params import (
     DataParams,
     FoldsParams,
@@ -18,10 +17,14 @@ from pipeline.config.params import (
     load_section,
     with_overrides,
 )
-from pipeline.config.sections import SECTIONS
+from pipeline.config.sections import SECTIONS as CONFIG_SECTIONS
+from pipeline.models import registry
+from pipeline.models.families.unet.params import UNetParams
 from pipeline.utils.io import as_json
 
 REPO = Path(__file__).resolve().parents[2]
+#: Every section with its schema: the config's, and each model family's (named like the family).
+SECTIONS = {**CONFIG_SECTIONS, **registry.sections()}
 
 
 def test_every_section_of_params_yaml_has_a_schema_and_validates_to_what_the_file_says():

@@ -18,11 +18,12 @@ from pipeline.data import rle
 from pipeline.data.attributes import FIT_GROUP, choose, group_f1, groups_of, multi_hot
 from pipeline.data.labels import LabelError, LabelSet, load_labels
 from pipeline.evaluation import report as evaluation
+from pipeline.evaluation import scoring
 from pipeline.evaluation import search as tuning
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import check_attribute_settings, class_id, process_image
-from pipeline.inference.predict import load_model
-from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads, box_geometry
+from pipeline.inference.trained import load_model
+from pipeline.models.families.maskrcnn.attribute_head import AttributeRoIHeads, box_geometry
 from pipeline.training.validation import true_box_attributes
 from pipeline.utils.errors import PipelineError
 
@@ -111,10 +112,11 @@ def test_views_average_their_attribute_probabilities():
     box = np.array([[10, 10, 40, 40]] * 2, np.float32)
     first, second = probabilities(3), probabilities(5)
     found = Detections(box, np.array([0.9, 0.8], np.float32), np.array([1, 1], np.int16), np.array([0, 1], np.int8),
-                       np.full((2, 28, 28), 255, np.uint8), (np.stack([first, second]) * 255).astype(np.uint8), "roi")
-    (instance,) = process_image(found, 2, 64, 64, PARAMS.model_copy(update={"attribute_thresh": 0.6}), LABELS)
+                       np.full((2, 28, 28), 255, np.uint8), (np.stack([first, second]) * 255).astype(np.uint8),
+                       "roi", 2)
+    (instance,) = process_image(found, 64, 64, PARAMS.model_copy(update={"attribute_thresh": 0.6}), LABELS)
     assert instance.class_id == "1", "each length has (0.9 + 0.05) / 2 < 0.6 after averaging"
-    (instance,) = process_image(found, 2, 64, 64, PARAMS.model_copy(update={"attribute_thresh": 0.4}), LABELS)
+    (instance,) = process_image(found, 64, 64, PARAMS.model_copy(update={"attribute_thresh": 0.4}), LABELS)
     assert instance.class_id in ("1_3", "1_5"), "an exclusive group keeps one"
 
 
@@ -201,7 +203,7 @@ def test_a_checkpoint_without_the_head_still_loads_with_the_head_initialised(tmp
     torch.manual_seed(1)
     old = changed(TINY, attribute_head=False).build(47, 92)
     torch.save({"model": old.state_dict(), "num_classes": 47}, tmp_path / "best.pt")
-    with caplog.at_level(logging.WARNING, logger="pipeline.models.maskrcnn"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.families.maskrcnn"):
         model = load_model(tmp_path / "best.pt", TINY, torch.device("cpu"), 92)
     assert "have no attribute head" in caplog.text and "roi_heads.attribute_predictor.weight" in caplog.text
     ours = model.state_dict()
@@ -212,7 +214,7 @@ def test_a_checkpoint_without_the_head_still_loads_with_the_head_initialised(tmp
 def test_initial_weights_without_the_head_say_it_is_initialised(tmp_path, caplog):
     old = changed(TINY, attribute_head=False).build(47, 92)
     torch.save(old.state_dict(), tmp_path / "weights.pt")
-    with caplog.at_level(logging.INFO, logger="pipeline.models.maskrcnn"):
+    with caplog.at_level(logging.INFO, logger="pipeline.models.families.maskrcnn"):
         changed(TINY, weights=str(tmp_path / "weights.pt")).build(47, 92)
     assert "re-initialised roi_heads.attribute_predictor: 2 tensors" in caplog.text
 
@@ -238,7 +240,7 @@ def garment_scene():
         detections[r.image_id] = Detections(np.array([[2, 2, 26, 26], [2, 34, 26, 58]], np.float32),
                                             np.array([0.9, 0.9], np.float32), np.array([1, 7], np.int16),
                                             np.zeros(2, np.int8), np.full((2, 28, 28), 255, np.uint8),
-                                            (said * 255).astype(np.uint8), "roi")
+                                            (said * 255).astype(np.uint8), "roi", 1)
     return records, detections, pd.DataFrame(rows)
 
 
@@ -250,8 +252,8 @@ TUNE = TuneParams(tta=(True,), score_thresh=(0.0,), nms_iou=(0.5,), mask_thresh=
 def test_tuning_keeps_attributes_where_they_are_right_and_drops_the_category_where_they_are_wrong():
     records, detections, table = garment_scene()
     start = PARAMS.model_copy(update={"attribute_policy": "category"})
-    truth = tuning.truth_on_grid(table, records, start)
-    scorer = tuning.Scorer(detections, 1, truth, LABELS)
+    truth = scoring.truth_on_grid(table, records, start)
+    scorer = scoring.Scorer(detections, truth, LABELS)
     found = tuning.search(scorer, records, start, TUNE, LABELS)
     assert found.policy_images == 2
     assert found.params.policy(1) == "full" and found.params.policy(7) == "drop"
@@ -265,8 +267,8 @@ def test_tuning_keeps_attributes_where_they_are_right_and_drops_the_category_whe
 
 def test_attribute_quality_counts_per_group_on_found_garments():
     records, detections, table = garment_scene()
-    truth = tuning.truth_on_grid(table, records, PARAMS)
-    quality = evaluation.attribute_quality(detections, records, 1, PARAMS, truth, LABELS)
+    truth = scoring.truth_on_grid(table, records, PARAMS)
+    quality = evaluation.attribute_quality(detections, records, PARAMS, truth, LABELS)
     assert quality["found"] == 4 and quality["missed"] == 0 and quality["exact_set"] == 0.5
     assert quality["groups"]["length"]["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 2))
     assert quality["groups"]["textile pattern"]["macro_f1"] == pytest.approx((1 + 0 + 0) / 3, abs=1e-4)

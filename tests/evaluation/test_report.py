@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline.config.inference import PostprocessParams
 from pipeline.data import rle
 from pipeline.data.labels import load_labels
-from pipeline.evaluation import report, search
+from pipeline.evaluation import report, scoring
 from pipeline.inference.detections import Detections, ImageRecord
 
 LABELS = load_labels()
@@ -28,7 +28,7 @@ def fold(n_images: int) -> tuple[list[ImageRecord], dict[str, Detections], pd.Da
     attributes[:, [5, 20]] = 230
     detections = {r.image_id: Detections(boxes, np.full(PER_IMAGE, 0.9, np.float32), np.full(PER_IMAGE, 10, np.int16),
                                          np.zeros(PER_IMAGE, np.int8), np.full((PER_IMAGE, 28, 28), 255, np.uint8),
-                                         attributes, "roi") for r in records}
+                                         attributes, "roi", 1) for r in records}
     truth_mask = np.zeros((SIDE, SIDE), bool)
     truth_mask[0:190, 0:90] = True
     rows = [{"image_id": r.image_id, "height": SIDE, "width": SIDE, "class_id": "10_5_20", "category": 10,
@@ -50,12 +50,12 @@ def test_the_attribute_quality_and_the_val_submission_hold_one_image_at_a_time(t
     peaks = {}
     for n in (2, 12):
         records, detections, table = fold(n)
-        truth = search.truth_on_grid(table, records, PARAMS)
+        truth = scoring.truth_on_grid(table, records, PARAMS)
 
         def work(records=records, detections=detections, truth=truth, n=n) -> None:
-            quality = report.attribute_quality(detections, records, 1, PARAMS, truth, LABELS)
+            quality = report.attribute_quality(detections, records, PARAMS, truth, LABELS)
             assert quality["found"] == n and quality["exact_set"] == 1.0
-            frame = report.write_val_submission(detections, records, 1, PARAMS, LABELS, tmp_path / f"{n}.csv", 1)
+            frame = report.write_val_submission(detections, records, PARAMS, LABELS, tmp_path / f"{n}.csv", 1)
             assert len(frame) == n * PER_IMAGE
 
         peaks[n] = peak_bytes(work)

@@ -9,6 +9,7 @@ import pytest
 from pipeline.config.inference import PostprocessParams, TuneParams
 from pipeline.data import rle
 from pipeline.data.labels import load_labels
+from pipeline.evaluation import scoring
 from pipeline.evaluation import search as tuning
 from pipeline.inference.detections import Detections, ImageRecord
 
@@ -37,13 +38,13 @@ def scene(n_images: int = 6):
         detections[r.image_id] = Detections(np.array([[10, 10, 30, 30], [40, 40, 60, 60]], np.float32),
                                             np.array([0.9, 0.3], np.float32), np.array([5, 7], np.int16),
                                             np.array([0, 0], np.int8), np.stack([FULL, FULL]),
-                                            np.zeros((2, 92), np.uint8), "roi")
+                                            np.zeros((2, 92), np.uint8), "roi", 1)
     return records, detections, pd.DataFrame(rows)
 
 
 def test_the_search_finds_the_threshold_that_removes_the_false_positive():
     records, detections, table = scene()
-    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
+    scorer = scoring.Scorer(detections, scoring.truth_on_grid(table, records, START), LABELS)
     start = scorer(START, records, "class_id").score
     assert start == pytest.approx(0.5), "one true positive and one false positive per image"
     found = tuning.search(scorer, records, START, TUNE, LABELS)
@@ -57,7 +58,7 @@ def test_the_search_finds_the_threshold_that_removes_the_false_positive():
 
 def test_the_threshold_phase_never_ends_below_its_start():
     records, detections, table = scene()
-    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
+    scorer = scoring.Scorer(detections, scoring.truth_on_grid(table, records, START), LABELS)
     worse = TUNE.model_copy(update={"score_thresh": (0.95,), "attribute_policy": ("drop",)})
     found = tuning.search(scorer, records, START, worse, LABELS)
     assert found.thresholds_score == found.score == found.start_score and found.params.score_thresh == 0.1
@@ -79,14 +80,14 @@ def garment_scene(n_attributed: int, n_plain: int):
                      "category": 10, "rle": rle.encode(square(10, 10, 20))})
         detections[r.image_id] = Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([0.9], np.float32),
                                             np.array([10], np.int16), np.array([0], np.int8), FULL[None].copy(),
-                                            probabilities.copy(), "roi")
+                                            probabilities.copy(), "roi", 1)
     return records, detections, pd.DataFrame(rows)
 
 
 def test_the_attribute_phase_gains_on_its_images_and_may_cost_on_all():
     """Tuned on the 2 attributed images, ``full`` wins there (0 -> 1) and loses the 4 others (1 -> 0)."""
     records, detections, table = garment_scene(2, 4)
-    scorer = tuning.Scorer(detections, 1, tuning.truth_on_grid(table, records, START), LABELS)
+    scorer = scoring.Scorer(detections, scoring.truth_on_grid(table, records, START), LABELS)
     found = tuning.search(scorer, records, START, TUNE.model_copy(update={"attribute_policy": ("category", "full")}),
                           LABELS)
     assert found.policy_images == 2 and found.params.category_policy == {10: "full"}
@@ -100,7 +101,7 @@ def test_the_attribute_phase_gains_on_its_images_and_may_cost_on_all():
 
 def test_truth_is_resized_to_the_submission_grid():
     records, _, table = scene(1)
-    truth = tuning.truth_on_grid(table, records, START.model_copy(update={"grid": "128x256"}))
+    truth = scoring.truth_on_grid(table, records, START.model_copy(update={"grid": "128x256"}))
     ((class_id, encoded),) = truth["0.jpg"]
     assert class_id == "5" and encoded["size"] == [128, 256]
     from pycocotools import mask as coco_mask
@@ -122,12 +123,12 @@ def test_parallel_scoring_gives_exactly_the_serial_score():
     for record in records[::2]:  # vary the images: some detections move, some images lose theirs
         found = detections[record.image_id]
         found.boxes += rng.uniform(-6, 6, found.boxes.shape).astype(np.float32)
-    detections[records[1].image_id] = Detections.empty(28, 92, "roi")
-    truth = tuning.truth_on_grid(table, records, START)
-    serial = tuning.Scorer(detections, 1, truth, LABELS)(START, records, "class_id")
-    with tuning.Scorer(detections, 1, truth, LABELS, workers=3) as scorer:
+    detections[records[1].image_id] = Detections.empty(28, 92, "roi", 1)
+    truth = scoring.truth_on_grid(table, records, START)
+    serial = scoring.Scorer(detections, truth, LABELS)(START, records, "class_id")
+    with scoring.Scorer(detections, truth, LABELS, workers=3) as scorer:
         assert scorer.workers == 3
         parallel = scorer(START, records, "class_id")
         assert tuning.search(scorer, records, START, TUNE, LABELS) == tuning.search(
-            tuning.Scorer(detections, 1, truth, LABELS), records, START, TUNE, LABELS)
+            scoring.Scorer(detections, truth, LABELS), records, START, TUNE, LABELS)
     assert parallel == serial and 0 < serial.score < 1

@@ -20,13 +20,14 @@ LABELS = load_labels()
 FULL = np.full((28, 28), 255, np.uint8)
 
 
-def detections(rows: list[tuple[int, float, tuple[float, float, float, float], int]]) -> Detections:
-    """(category, score, box, view) per detection, each with a mask filling its box."""
+def detections(rows: list[tuple[int, float, tuple[float, float, float, float], int]], n_views: int = 1,
+               ) -> Detections:
+    """(category, score, box, view) per detection, each with a mask filling its box, of ``n_views`` views."""
     if not rows:
-        return Detections.empty(28, 92, "roi")
+        return Detections.empty(28, 92, "roi", n_views)
     return Detections(np.array([r[2] for r in rows], np.float32), np.array([r[1] for r in rows], np.float32),
                       np.array([r[0] for r in rows], np.int16), np.array([r[3] for r in rows], np.int8),
-                      np.stack([FULL] * len(rows)), np.zeros((len(rows), 92), np.uint8), "roi")
+                      np.stack([FULL] * len(rows)), np.zeros((len(rows), 92), np.uint8), "roi", n_views)
 
 
 @st.composite
@@ -62,7 +63,7 @@ def test_overlap_removal_leaves_no_shared_pixel_within_a_class_and_ignores_other
        st.sampled_from([0.3, 0.5, 0.7]))
 def test_one_view_clusters_are_class_wise_nms(rows, iou):
     found = detections([(c, s, (x, y, x + w, y + h), 0) for c, s, x, y, w, h in rows])
-    kept = clusters(found, 1, iou)
+    kept = clusters(found, iou)
     expected = batched_nms(torch.tensor(found.boxes), torch.tensor(found.scores), torch.tensor(found.categories),
                            iou) if len(found) else torch.zeros(0, dtype=torch.int64)
     assert sorted(int(c.members[0]) for c in kept) == sorted(expected.tolist())
@@ -71,8 +72,8 @@ def test_one_view_clusters_are_class_wise_nms(rows, iou):
 
 def test_views_merge_and_a_detection_seen_in_one_view_of_two_scores_half():
     found = detections([(3, 0.8, (10, 10, 50, 50), 0), (3, 0.6, (12, 11, 52, 49), 1),
-                        (7, 0.9, (60, 60, 90, 90), 1)])
-    merged = clusters(found, 2, 0.5)
+                        (7, 0.9, (60, 60, 90, 90), 1)], n_views=2)
+    merged = clusters(found, 0.5)
     assert [(c.category, round(c.score, 3), sorted(c.members.tolist())) for c in merged] == [
         (3, 0.7, [0, 1]), (7, 0.45, [2])]
 
@@ -94,27 +95,27 @@ def test_a_box_outside_the_image_pastes_nothing():
 def test_thresholds_and_limits_apply():
     found = detections([(14, 0.9, (0, 0, 20, 20), 0), (15, 0.4, (30, 30, 40, 40), 0), (16, 0.7, (50, 50, 52, 52), 0),
                         (17, 0.8, (60, 0, 90, 30), 0)])
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5}), LABELS)
+    kept = process_image(found, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17", "16"]
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5, "min_area": 10}), LABELS)
+    kept = process_image(found, 100, 100, PARAMS.model_copy(update={"score_thresh": 0.5, "min_area": 10}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17"], "the 2x2 detection is below min_area"
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"max_detections": 2}), LABELS)
+    kept = process_image(found, 100, 100, PARAMS.model_copy(update={"max_detections": 2}), LABELS)
     assert [i.class_id for i in kept] == ["14", "17"]
 
 
 def test_the_drop_policy_removes_attribute_categories_only():
     found = detections([(0, 0.9, (0, 0, 20, 20), 0), (12, 0.8, (30, 30, 50, 50), 0), (13, 0.7, (60, 60, 80, 80), 0),
                         (33, 0.6, (0, 60, 20, 80), 0)])
-    kept = process_image(found, 1, 100, 100, PARAMS.model_copy(update={"attribute_policy": "drop"}), LABELS)
+    kept = process_image(found, 100, 100, PARAMS.model_copy(update={"attribute_policy": "drop"}), LABELS)
     assert [i.class_id for i in kept] == ["13", "33"]
-    assert len(process_image(found, 1, 100, 100, PARAMS, LABELS)) == 4
+    assert len(process_image(found, 100, 100, PARAMS, LABELS)) == 4
 
 
 def test_without_tta_only_the_plain_view_counts():
-    found = detections([(3, 0.8, (10, 10, 50, 50), 0), (4, 0.9, (60, 60, 90, 90), 1)])
-    plain = process_image(found, 2, 100, 100, PARAMS.model_copy(update={"tta": False}), LABELS)
+    found = detections([(3, 0.8, (10, 10, 50, 50), 0), (4, 0.9, (60, 60, 90, 90), 1)], n_views=2)
+    plain = process_image(found, 100, 100, PARAMS.model_copy(update={"tta": False}), LABELS)
     assert [i.class_id for i in plain] == ["3"]
-    with_tta = process_image(found, 2, 100, 100, PARAMS, LABELS)
+    with_tta = process_image(found, 100, 100, PARAMS, LABELS)
     assert [(i.class_id, i.score) for i in with_tta] == [("4", pytest.approx(0.45)), ("3", pytest.approx(0.4))]
 
 
@@ -123,7 +124,7 @@ def test_masks_are_drawn_on_the_submission_grid(grid, expected):
     """The params' grid, or one given for a photo (stage segment's, its own size scaled down)."""
     found = detections([(5, 0.9, (50, 25, 150, 75), 0)])  # the middle half of a 100 x 200 image
     params = PARAMS.model_copy(update={"grid": grid}) if isinstance(grid, str) else PARAMS
-    (instance,) = process_image(found, 1, 100, 200, params, LABELS, grid=None if isinstance(grid, str) else grid)
+    (instance,) = process_image(found, 100, 200, params, LABELS, grid=None if isinstance(grid, str) else grid)
     assert instance.mask.shape == expected
     rows, cols = np.nonzero(instance.mask)
     height, width = expected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 
 import numpy as np
@@ -14,11 +13,13 @@ from torchvision.ops import roi_align
 
 import stages.predict
 from pipeline.config.inference import PredictParams
+from pipeline.config.model import ModelParams
 from pipeline.inference import predict, store
 from pipeline.inference.detections import Detections, ImageRecord
 from pipeline.inference.postprocess import paste
-from pipeline.inference.predict import checkpoint_path, load_model, make_views, predict_batch
+from pipeline.inference.predict import Inference, make_views, predict_batch
 from pipeline.inference.store import PredictionsError
+from pipeline.inference.trained import checkpoint_path, load_model
 from pipeline.models import registry
 from pipeline.models.contract import MaskFormat
 from pipeline.models.layout import backbone_of, speed_up
@@ -28,6 +29,12 @@ from model_configs import changed, maskrcnn_config, yolact_config
 from stage_runs import predict_args, training_inputs
 
 MIN_SIZE, MAX_SIZE = 64, 96
+
+
+def inference(model: torch.nn.Module, views: list, stack_views: bool = False) -> Inference:
+    """``model`` run on the CPU in fp32 at the tests' input size."""
+    return Inference(model, views, ModelParams(min_size=MIN_SIZE, max_size=MAX_SIZE), torch.device("cpu"),
+                     stack_views=stack_views)
 
 
 class StandInDetector(nn.Module):
@@ -64,8 +71,7 @@ def test_every_view_maps_back_onto_the_original_shape(height, width):
     truth = l_shape(height, width)
     image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
     views = make_views((1.0, 0.75, 1.5), hflip=True)
-    detections = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)], views,
-                               MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0]
+    detections = predict_batch(inference(StandInDetector(), views), [image], [ImageRecord("a.jpg", height, width)])[0]
     assert sorted(detections.views.tolist()) == list(range(len(views)))
     rows, cols = np.nonzero(truth)
     for k, view in enumerate(views):
@@ -82,8 +88,8 @@ def test_a_flipped_view_is_mirrored_back():
     height, width = 120, 160
     truth = l_shape(height, width)
     image = torch.from_numpy(np.where(truth, 230, 20).astype(np.uint8))[None].repeat(3, 1, 1)
-    plain, flipped = predict_batch(StandInDetector(), [image], [ImageRecord("a.jpg", height, width)],
-                                   make_views((1.0,), hflip=True), MIN_SIZE, MAX_SIZE, torch.device("cpu"))[0].masks
+    plain, flipped = predict_batch(inference(StandInDetector(), make_views((1.0,), hflip=True)), [image],
+                                   [ImageRecord("a.jpg", height, width)])[0].masks
     assert iou(flipped > 127, plain > 127) > 0.9
     assert iou(flipped[:, ::-1] > 127, plain > 127) < 0.7
 
@@ -102,10 +108,10 @@ def test_a_real_model_predicts_a_batch_of_different_sizes(tmp_path):
     model = load_model(tmp_path / "best.pt", spec, torch.device("cpu"), 92)
     records = [ImageRecord("a.jpg", 90, 130), ImageRecord("b.jpg", 140, 70)]
     images = [torch.randint(0, 255, (3, r.height, r.width), dtype=torch.uint8) for r in records]
-    found = predict_batch(model, images, records, make_views((1.0, 1.2), True), MIN_SIZE, MAX_SIZE,
-                          torch.device("cpu"))
+    found = predict_batch(inference(model, make_views((1.0, 1.2), True)), images, records)
     for detections, record in zip(found, records, strict=True):
         assert isinstance(detections, Detections) and len(detections) > 0 and detections.mask_kind == "roi"
+        assert detections.n_views == 4
         assert detections.masks.shape[1:] == (28, 28) and detections.masks.dtype == np.uint8
         assert (detections.boxes[:, [0, 2]] <= record.width + 1e-3).all()
         assert (detections.boxes[:, [1, 3]] <= record.height + 1e-3).all()
@@ -129,13 +135,14 @@ def test_an_unreadable_checkpoint_says_what_predict_can_do_about_it(tmp_path):
     assert "--no-resume" not in str(caught.value), "predict has no such option"
 
 
-def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, capsys):
+def test_best_falls_back_to_last_until_a_validation_has_run(tmp_path, caplog):
     """A Kaggle session that ran out of time in its first epoch still predicts, from last.pt."""
+    caplog.set_level("INFO")
     with pytest.raises(CheckpointError, match="run stage train first"):
         checkpoint_path(tmp_path, "best")
     (tmp_path / "last.pt").write_bytes(b"")
     assert checkpoint_path(tmp_path, "best") == tmp_path / "last.pt"
-    assert "best.pt does not exist yet" in capsys.readouterr().out
+    assert "best.pt does not exist yet" in caplog.text
     (tmp_path / "best.pt").write_bytes(b"")
     assert checkpoint_path(tmp_path, "best") == tmp_path / "best.pt"
     assert checkpoint_path(tmp_path, "last") == tmp_path / "last.pt"
@@ -171,17 +178,20 @@ def test_the_prediction_key_changes_with_what_changes_predictions_and_survives_j
     family = SPEC.code_modules()
     assert key["code"] == source_digest(*sorted({*imported_modules("pipeline.inference.predict"), *family}))
     assert "pipeline.data.transforms" in imported_modules("pipeline.inference.predict")
-    assert "pipeline.models.maskrcnn.detector" in family and "pipeline.models.maskrcnn.detector" not in \
-        imported_modules("pipeline.inference.predict")
+    detector = "pipeline.models.families.maskrcnn.detector"
+    assert detector in family and detector not in imported_modules("pipeline.inference.predict")
 
 
 def test_a_missing_gpu_and_a_missing_image_are_clear_errors(monkeypatch):
-    from pipeline.inference.predict import records_of, resolve_device
+    from pipeline.inference.predict import records_of
+    from pipeline.inference.trained import resolve_device
     from pipeline.utils.errors import PipelineError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PipelineError, match="predict.device is cuda but torch sees no CUDA device"):
         resolve_device("cuda")
+    with pytest.raises(PipelineError, match="^index.device is cuda but torch sees no CUDA device"):
+        resolve_device("cuda", "index.device")
     assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
     import pandas as pd
 
@@ -199,7 +209,7 @@ def test_an_image_that_cannot_be_read_is_named_in_one_line_by_any_decoding_proce
 
     torch.manual_seed(0)
     model = SPEC.build(47, 92, initial_weights=True).eval()
-    run = predict_files(model, SPEC.model, make_views((1.0,), False), 1, workers, torch.device("cpu"), "fp32")
+    run = predict_files(inference(model, make_views((1.0,), False)), 1, workers)
     with pytest.raises(DataError) as caught:
         list(run([ImageRecord("gone.jpg", 60, 80)], tmp_path))
     assert str(caught.value) == f"{tmp_path / 'gone.jpg'}: image not found"
@@ -227,9 +237,8 @@ def test_all_views_in_one_forward_map_each_view_back_as_separate_forwards_do():
     views, batches = make_views((1.0, 1.2), True), []
     model = StandInDetector()
     model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
-    each = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"))
-    stacked = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, torch.device("cpu"),
-                            stack_views=True)
+    each = predict_batch(inference(model, views), images, records)
+    stacked = predict_batch(inference(model, views, stack_views=True), images, records)
     assert batches == [2, 2, 2, 2, 8], "one forward per view, then one for all four views of both images"
     for got, expected in zip(stacked, each, strict=True):
         assert sorted(got.views.tolist()) == [0, 1, 2, 3]
@@ -258,12 +267,11 @@ def test_the_inference_speed_options_keep_the_detections(option, family, tmp_pat
     model = _trained_like(config_of, tmp_path)
     records = [ImageRecord("a.jpg", 90, 130)]
     images = [torch.randint(0, 255, (3, 90, 130), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))]
-    views, cpu = make_views((1.0,), True), torch.device("cpu")
-    (plain,) = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, cpu)
+    views = make_views((1.0,), True)
+    (plain,) = predict_batch(inference(model, views), images, records)
     if option == "channels_last":
         speed_up(model, channels_last=True, compile_backbone=False)
-    (fast,) = predict_batch(model, images, records, views, MIN_SIZE, MAX_SIZE, cpu,
-                            stack_views=option == "stack_views")
+    (fast,) = predict_batch(inference(model, views, stack_views=option == "stack_views"), images, records)
     assert len(plain) > 0
     assert_same_detections(fast, plain)
 
@@ -280,13 +288,11 @@ def test_the_predict_stage_passes_its_speed_options_to_inference(small_instances
                tmp_path / "run" / "best.pt")
     calls, real = [], predict.predict_batch
 
-    def spy(*args, **kwargs):
-        given = inspect.signature(real).bind(*args, **kwargs)
-        given.apply_defaults()
-        convolutions = [m.weight for m in backbone_of(given.arguments["model"]).modules() if isinstance(m, nn.Conv2d)]
-        calls.append((given.arguments["stack_views"],
+    def spy(inference, *args, **kwargs):
+        convolutions = [m.weight for m in backbone_of(inference.model).modules() if isinstance(m, nn.Conv2d)]
+        calls.append((inference.stack_views,
                       all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)))
-        return real(*args, **kwargs)
+        return real(inference, *args, **kwargs)
 
     monkeypatch.setattr(predict, "predict_batch", spy)
     monkeypatch.setattr(sys, "argv", ["predict", *predict_args(tmp_path, params, small_dataset, tmp_path / "out"),

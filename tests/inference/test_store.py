@@ -28,7 +28,7 @@ def fake_detections(record: ImageRecord) -> Detections:
     boxes = np.sort(rng.uniform(0, 80, (n, 4)).astype(np.float32).reshape(n, 2, 2), axis=1).reshape(n, 4)
     return Detections(boxes, rng.uniform(0, 1, n).astype(np.float32), rng.integers(0, 46, n).astype(np.int16),
                       rng.integers(0, 2, n).astype(np.int8), rng.integers(0, 256, (n, 28, 28)).astype(np.uint8),
-                      rng.integers(0, 256, (n, 92)).astype(np.uint8), "roi")
+                      rng.integers(0, 256, (n, 92)).astype(np.uint8), "roi", 2)
 
 
 class Predictor:
@@ -63,6 +63,7 @@ def assert_same(a: Detections, b: Detections) -> None:
     for field in ("boxes", "scores", "categories", "views", "masks", "attributes"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
         assert getattr(a, field).dtype == getattr(b, field).dtype, field
+    assert (a.mask_kind, a.n_views) == (b.mask_kind, b.n_views)
 
 
 def test_round_trip_keeps_every_detection_and_every_image(tmp_path):
@@ -129,6 +130,20 @@ def test_a_mask_of_the_wrong_size_is_a_damaged_folder(tmp_path):
     store.pq.write_table(table.set_column(table.schema.get_field_index("mask"), "mask",
                                           store.pa.array(masks, store.pa.binary())), path)
     with pytest.raises(store.PredictionsError, match="column mask has values that are not 784 bytes long"):
+        result.by_image()
+
+
+def test_a_view_number_the_manifest_does_not_have_is_a_damaged_folder(tmp_path):
+    """Post-processing scores a detection missing from a view as 0 there: the views must be the manifest's."""
+    result = write(tmp_path / "val", Predictor())
+    assert result.n_views == 2
+    path = tmp_path / "val" / store.DETECTIONS
+    table = store.pq.read_table(path)
+    views = table.column("view").to_numpy().copy()
+    views[0] = 2
+    store.pq.write_table(table.set_column(table.schema.get_field_index("view"), "view",
+                                          store.pa.array(views, store.pa.int8())), path)
+    with pytest.raises(store.PredictionsError, match="view numbers outside the 2 views of manifest.json"):
         result.by_image()
 
 

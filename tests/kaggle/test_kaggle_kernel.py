@@ -331,7 +331,7 @@ def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, noteb
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     sessions = json.loads((second / "working" / "kaggle-session.json").read_text())["sessions"]
     assert len(sessions) == 2 and sessions[1]["resumed_from"].endswith("imaterialist-2019-mask-rcnn")
-    assert "resuming models/maskrcnn/last.pt at epoch 1, step 1" in done.stdout
+    assert "resuming models/maskrcnn/last.pt at epoch 1, step 1" in done.stderr
     assert sessions[1]["train"] | {"finished": True, "step": total, "resumed_from_step": 1} == sessions[1]["train"]
     assert (second / "working" / "models" / "maskrcnn" / "best.pt").is_file()
     assert_valid_submission(second / "working", competition_data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.models.maskrcnn.detector import FPN_STRIDES
-from pipeline.models.yolact.anchors import LEVEL_STRIDES
+from pipeline.models.families.maskrcnn.detector import FPN_STRIDES
+from pipeline.models.families.yolact.anchors import LEVEL_STRIDES
 
 from model_configs import tiny_config, yolact_config
 

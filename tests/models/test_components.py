@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.inference.masks import paste
-from pipeline.models.unet.components import instances
-from pipeline.models.unet.network import category_targets, top_category
+from pipeline.models.families.unet.components import instances
+from pipeline.models.families.unet.network import category_targets, top_category
 
 CATEGORIES, SIZE = 5, (40, 60)
 THRESHOLD = 0.5

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from pipeline.config.model import MASKRCNN_ARCHITECTURES as ARCHITECTURES
-from pipeline.config.model import MaskRCNNParams
 from pipeline.config.params import ParamsError, load_section
 from pipeline.models.contract import DetectionModel, MaskFormat
+from pipeline.models.families.maskrcnn.params import MASKRCNN_ARCHITECTURES as ARCHITECTURES
+from pipeline.models.families.maskrcnn.params import MaskRCNNParams
 from pipeline.models.weights import WeightsError
 
 from model_configs import maskrcnn_config
@@ -151,7 +151,7 @@ def test_state_dict_with_other_classes_loads_what_fits_and_says_what_it_did(tmp_
     path = tmp_path / "coco_like.pt"
     torch.save(source.state_dict(), path)
     torch.manual_seed(2)
-    with caplog.at_level(logging.INFO, logger="pipeline.models.maskrcnn"):
+    with caplog.at_level(logging.INFO, logger="pipeline.models.families.maskrcnn"):
         model = tiny_spec(weights=str(path)).build(47, 92)
     theirs, ours = source.state_dict(), model.state_dict()
     for key in ("backbone.body.layer1.0.conv1.weight", "backbone.fpn.layer_blocks.0.0.weight",

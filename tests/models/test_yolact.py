@@ -15,11 +15,11 @@ from torchvision.ops import batched_nms, box_iou
 
 from pipeline.inference.masks import paste
 from pipeline.models.contract import DetectionModel, MaskFormat
+from pipeline.models.families.yolact.anchors import BACKGROUND, IGNORED, match_anchors
+from pipeline.models.families.yolact.fast_nms import fast_nms
+from pipeline.models.families.yolact.losses import assemble_masks, crop, hard_negatives, mask_loss
+from pipeline.models.families.yolact.network import PROTOTYPE_STRIDE, _Forward, box_masks
 from pipeline.models.weights import WeightsError
-from pipeline.models.yolact.anchors import BACKGROUND, IGNORED, match_anchors
-from pipeline.models.yolact.fast_nms import fast_nms
-from pipeline.models.yolact.losses import assemble_masks, crop, hard_negatives, mask_loss
-from pipeline.models.yolact.network import PROTOTYPE_STRIDE, _Forward, box_masks
 
 from model_configs import one_image, tiny_config, yolact_config
 

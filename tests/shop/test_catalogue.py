@@ -25,12 +25,11 @@ from pipeline.data.attributes import Groups
 from pipeline.data.dataset import InstanceDataset
 from pipeline.data.folds import split
 from pipeline.evaluation.bootstrap import interval
-from pipeline.inference.predict import checkpoint_path, load_model
+from pipeline.inference.trained import checkpoint_path, load_model
 from pipeline.models import registry
 from pipeline.shop import build
-from pipeline.shop.catalogue import embed_instances
-from pipeline.shop.features import FeaturesError, embed, require_features
-from pipeline.shop.index import Catalogue, CatalogueError, build_index, load_catalogue, save_catalogue
+from pipeline.shop.catalogue import Catalogue, CatalogueError, build_index, load_catalogue, save_catalogue
+from pipeline.shop.features import FeaturesError, embed, embed_instances, require_features
 from pipeline.shop.scores import recall_at_k, retrieval_scores
 from stages._cli import run
 

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.shop.catalogue import META_COLUMNS
-from pipeline.shop.index import Catalogue, build_index, load_catalogue, save_catalogue
+from pipeline.shop.catalogue import META_COLUMNS, Catalogue, build_index, load_catalogue, save_catalogue
 from pipeline.utils.errors import PipelineError
 
 

@@ -11,7 +11,7 @@ from pycocotools import mask as coco_mask
 from pipeline.config.inference import PostprocessParams
 from pipeline.data import rle
 from pipeline.data.labels import load_labels
-from pipeline.inference.predict import make_views
+from pipeline.inference.predict import Inference, make_views
 from pipeline.shop.render import items_json, overlay
 from pipeline.shop.segment import PhotoError, Segmenter, photo_on_grid, read_photo
 
@@ -29,8 +29,8 @@ def segmenter() -> Segmenter:
                              rpn_post_nms_top_n_test=50, box_score_thresh=0.0, box_detections_per_img=10)
     torch.manual_seed(0)
     model = config.build(47, 92).eval()
-    return Segmenter(model, config.model, make_views((1.0, 1.25), True), ACCEPT_ALL, LABELS, max_side=512,
-                     device=torch.device("cpu"), precision="fp32")
+    inference = Inference(model, make_views((1.0, 1.25), True), config.model, torch.device("cpu"))
+    return Segmenter(inference, ACCEPT_ALL, LABELS, max_side=512)
 
 
 def _photo(path, size, mode="RGB"):
@@ -76,9 +76,9 @@ def test_a_file_that_is_not_an_image_is_a_clear_error(segmenter, tmp_path, conte
     path = tmp_path / "photo.jpg"
     path.write_bytes(content)
     with pytest.raises(PhotoError, match=f"photo.jpg: {message}"):
-        read_photo(path, segmenter.spec, 1.25)
+        read_photo(path, segmenter.inference.model_params, 1.25)
     with pytest.raises(PhotoError, match="no such file"):
-        read_photo(tmp_path / "missing.png", segmenter.spec, 1.25)
+        read_photo(tmp_path / "missing.png", segmenter.inference.model_params, 1.25)
 
 
 def test_an_exif_rotated_photo_is_segmented_upright(segmenter, tmp_path):
@@ -87,5 +87,5 @@ def test_an_exif_rotated_photo_is_segmented_upright(segmenter, tmp_path):
     exif = image.getexif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees on display
     image.save(path, exif=exif)
-    photo = read_photo(path, segmenter.spec, 1.0)
+    photo = read_photo(path, segmenter.inference.model_params, 1.0)
     assert (photo.width, photo.height) == (100, 200)

@@ -70,17 +70,25 @@ def test_a_header_only_train_csv_stops_prepare_and_folds_explains_too(dataset_co
                                    "(folds.n_folds); check stage prepare's report for the rows it dropped")
 
 
-@pytest.mark.parametrize("name", list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]))
-def test_each_stage_depends_on_every_module_it_imports(name):
-    """Otherwise a change to an imported module would not make `dvc repro` rerun the stage."""
-    code = (f"import sys, stages.{name}\nfor n, m in sys.modules.items():\n"
-            "    if n.split('.')[0] in ('pipeline', 'stages'): print(m.__file__)")
-    imported = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.split()
-    modules = {str(Path(f).resolve().relative_to(REPO)) for f in imported}
-    entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
-    deps = set(entry.get("do", entry)["deps"])  # a foreach stage lists them under do
-    assert modules - deps == set()
+def _dvc_deps(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "dvc_deps.py"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_each_stage_depends_on_exactly_the_modules_it_imports(tmp_path):
+    """Otherwise a change to an imported module would not make `dvc repro` rerun the stage, or a module a
+    refactor left behind would rerun it for nothing. dvc.yaml's lists are written by `make dvc-deps`."""
+    # a stale copy is found, named, and rewritten; rewritten, it is dvc.yaml itself: dvc.yaml is up to date
+    text = (REPO / "dvc.yaml").read_text()
+    stale = text.replace("      - pipeline/data/rle.py\n", "", 1).replace(
+        "      - stages/prepare.py\n", "      - stages/prepare.py\n      - pipeline/gone.py\n", 1)
+    (tmp_path / "dvc.yaml").write_text(stale)
+    checked = _dvc_deps("--check", "--dvc-yaml", str(tmp_path / "dvc.yaml"))
+    assert checked.returncode == 1
+    assert "stage download: missing ['pipeline/data/rle.py'], not imported none" in checked.stderr
+    assert "stage prepare: missing none, not imported ['pipeline/gone.py']" in checked.stderr
+    assert _dvc_deps("--dvc-yaml", str(tmp_path / "dvc.yaml")).returncode == 0
+    assert (tmp_path / "dvc.yaml").read_text() == text, "dvc.yaml's code deps are stale: run make dvc-deps"
 
 
 #: The stages that build a model of a family (and so import its package when they run).
@@ -96,17 +104,17 @@ def test_every_stage_that_builds_a_family_is_checked_for_its_code():
 
 
 @pytest.mark.parametrize("name", _BUILDERS)
-@pytest.mark.parametrize("family", list(registry._BUILT_IN))
+@pytest.mark.parametrize("family", registry.names())
 def test_the_stages_that_build_a_family_depend_on_its_code(name, family):
     """A family is imported when a run builds it, not by the stage's import: its package is a folder dep
     (of its own stages only: another family's code change reruns nothing of this one) and its shared code is listed."""
     entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
     # the family a stage builds: foreach's item, or the index stage's param
     deps = {dep.replace("${item}", family).replace("${index.family}", family) for dep in entry.get("do", entry)["deps"]}
-    own = f"pipeline/models/{family}"
+    own = f"pipeline/models/families/{family}"
     assert own in deps or "pipeline/models" in deps
     if own in deps:
-        assert not {f"pipeline/models/{other}" for other in registry._BUILT_IN if other != family} & deps
+        assert not {f"pipeline/models/families/{other}" for other in registry.names() if other != family} & deps
     files = {str(Path(importlib.util.find_spec(m).origin).relative_to(REPO)) for m in
              registry.family(family).code_modules()}
     assert {f for f in files if not f.startswith(own + "/")} - deps == set()
@@ -157,7 +165,7 @@ def test_predict_tune_evaluate_and_submission_stages_chain(trained, small_instan
     labels = ["--labels", str(small_dataset / "label_descriptions.json")]
     predicted = stage("predict", *predict_args(trained, params, small_dataset, tmp_path / "predictions"))
     assert predicted.returncode == 0, predicted.stderr
-    assert "best.pt does not exist yet (training has not finished an epoch): predicting with" in predicted.stdout
+    assert "best.pt does not exist yet (training has not finished an epoch): predicting with" in predicted.stderr
     assert "x1, x1.2, x1-flip, x1.2-flip" in predicted.stdout
     tuned = stage("tune", *common, "--predictions", str(tmp_path / "predictions" / "val"),
                   "--instances", str(tmp_path / "instances.parquet"), *labels,
@@ -212,7 +220,7 @@ def scored_predictions(instances: pd.DataFrame, records: list, folder: Path, see
                           rng.uniform(0.05, 0.95, 2 * n).astype(np.float32),
                           np.concatenate([rows.category, (rows.category + 7) % 46]).astype(np.int16),
                           np.zeros(2 * n, np.int8), np.repeat(full[None], 2 * n, 0), np.zeros((2 * n, 92), np.uint8),
-                          "roi")
+                          "roi", 1)
 
     store.write(folder, store.Made({"crafted": seed}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records,
                 lambda todo: iter([(todo, [detections(r) for r in todo])]), 8)
@@ -224,6 +232,7 @@ def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small
     from pipeline.config.params import load_section
     from pipeline.config.tuned import Tuned, load_tuned
     from pipeline.data.labels import load_labels
+    from pipeline.evaluation import scoring
     from pipeline.evaluation import search as tuning
     from pipeline.inference.predict import records_of
 
@@ -242,8 +251,8 @@ def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small
     said = json.loads((tmp_path / "tune.json").read_text())
     tune, start = load_section(params, "tune", TuneParams), load_section(params, "postprocess", PostprocessParams)
     folder = store.read(tmp_path / "val")
-    truth = tuning.truth_on_grid(small_instances, folder.images, start)
-    scorer = tuning.Scorer(folder.by_image(), 1, truth, load_labels())
+    truth = scoring.truth_on_grid(small_instances, folder.images, start)
+    scorer = scoring.Scorer(folder.by_image(), truth, load_labels())
     found = tuning.search(scorer, folder.images, start, tune, load_labels())
     held_out, _ = tuning.held_out_score(scorer, folder.images, start, tune, load_labels())
     assert (said["default"], said["tuned_thresholds"], said["tuned"], said["tuned_held_out"]) == pytest.approx(
@@ -260,7 +269,7 @@ def test_submission_refuses_predictions_that_miss_test_images(small_instances, s
 
     records = test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
     store.write(tmp_path / "test", store.Made({}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records[:-1],
-                lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]), 8)
+                lambda todo: iter([(todo, [Detections.empty(28, 92, "roi", 1) for _ in todo])]), 8)
     (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"family": "maskrcnn", "postprocess": yaml.safe_load(
         (REPO / "params.yaml").read_text())["postprocess"]}))
     done = stage("submission", "--predictions", str(tmp_path / "test"),

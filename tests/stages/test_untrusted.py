@@ -93,7 +93,7 @@ def test_a_tuned_file_cut_short_makes_no_submission_and_no_valid_verdict(small_d
 def fake_predictions(folder: Path, records: list, family: str = "maskrcnn", limit: int | None = None) -> Path:
     """A finished prediction folder of ``family`` without any detection."""
     made = store.Made({"fake": True}, family, ["x1"], MaskFormat("roi", 28), 92, limit)
-    store.write(folder, made, records, lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]),
+    store.write(folder, made, records, lambda todo: iter([(todo, [Detections.empty(28, 92, "roi", 1) for _ in todo])]),
                 8)
     return folder
 

@@ -36,15 +36,16 @@ def random_detections(seed: int, count: int) -> Detections:
     boxes = np.concatenate([corners, corners + rng.uniform(5, 60, (count, 2))], 1).astype(np.float32)
     return Detections(boxes, rng.uniform(0.05, 1, count).astype(np.float32),
                       rng.integers(13, 20, count).astype(np.int16), rng.integers(0, 2, count).astype(np.int8),
-                      rng.integers(0, 256, (count, 28, 28)).astype(np.uint8), np.zeros((count, 92), np.uint8), "roi")
+                      rng.integers(0, 256, (count, 28, 28)).astype(np.uint8), np.zeros((count, 92), np.uint8),
+                      "roi", 2)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_processes_write_the_rows_of_the_in_process_path(workers):
     records = [ImageRecord(f"{k}.jpg", 120, 160) for k in range(7)]
     found = {r.image_id: random_detections(k, count=3 * k) for k, r in enumerate(records)}  # the first has none
-    expected = rows.frame(predict_instances(found, records, 2, PARAMS, LABELS), records)
-    got = encoded_rows(found, records, 2, PARAMS, LABELS, workers=workers)
+    expected = rows.frame(predict_instances(found, records, PARAMS, LABELS), records)
+    got = encoded_rows(found, records, PARAMS, LABELS, workers=workers)
     assert got.equals(expected)
     assert got.iloc[0].tolist() == ["0.jpg", "", rows.EMPTY_CLASS_ID]
     assert list(got.ImageId.drop_duplicates()) == [r.image_id for r in records], "images keep their order"
@@ -80,10 +81,10 @@ def test_rows_keep_the_images_order_when_a_later_chunk_of_images_finishes_first(
         return done
 
     monkeypatch.setattr(encode, "_one_image", in_reverse)
-    got = encoded_rows(found, records, 2, PARAMS, LABELS, workers=2)
+    got = encoded_rows(found, records, PARAMS, LABELS, workers=2)
     assert sizes == [2]
     assert list(got.ImageId.drop_duplicates()) == [r.image_id for r in records], "images keep their order"
-    assert got.equals(rows.frame(predict_instances(found, records, 2, PARAMS, LABELS), records))
+    assert got.equals(rows.frame(predict_instances(found, records, PARAMS, LABELS), records))
 
 
 def test_the_submission_stage_encodes_with_the_workers_of_its_params(small_dataset, tmp_path, monkeypatch):
@@ -91,7 +92,7 @@ def test_the_submission_stage_encodes_with_the_workers_of_its_params(small_datas
     sizes = _threads_for_processes(monkeypatch)
     records = rows.test_records(small_dataset / "sample_submission.csv", small_dataset / "test")
     store.write(tmp_path / "test", store.Made({}, "maskrcnn", ["x1"], MaskFormat("roi", 28), 92), records,
-                lambda todo: iter([(todo, [Detections.empty(28, 92, "roi") for _ in todo])]), 8)
+                lambda todo: iter([(todo, [Detections.empty(28, 92, "roi", 1) for _ in todo])]), 8)
     tuned = tmp_path / "tuned.yaml"
     tuned.write_text(yaml.safe_dump({"family": "maskrcnn",
                                      "postprocess": yaml.safe_load((REPO / "params.yaml").read_text())["postprocess"]}))

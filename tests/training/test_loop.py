@@ -18,7 +18,7 @@ from torchvision.ops import roi_align
 from pipeline.config.training import TrainParams
 from pipeline.data.sampler import EpochSampler
 from pipeline.models.contract import MaskFormat
-from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
+from pipeline.models.families.maskrcnn.attribute_head import AttributeRoIHeads
 from pipeline.training import loop as engine
 from pipeline.training import resume
 from pipeline.training.distributed import Context
@@ -131,12 +131,12 @@ def test_gradient_accumulation_steps_once_per_group_of_batches(small_instances, 
 
 
 def test_changed_params_start_fresh_and_keep_the_old_checkpoint_aside(small_instances, small_dataset, tmp_path,
-                                                                        capsys):
+                                                                        caplog):
     data = datasets(small_instances, small_dataset / "train")
     run(tmp_path, data, max_steps=1)
     changed = run(tmp_path, data, TRAIN.model_copy(update={"lr": 0.005}), max_steps=1)
     assert changed.resumed_from_step is None
-    assert "train.lr: 0.01 -> 0.005" in capsys.readouterr().out
+    assert "train.lr: 0.01 -> 0.005" in caplog.text
     assert (tmp_path / "run.previous" / LAST).is_file()
     assert run(tmp_path, data, TRAIN.model_copy(update={"lr": 0.005, "workers": 1}),
                max_steps=2).resumed_from_step == 1, "DataLoader workers do not change the result"
@@ -155,8 +155,8 @@ def test_the_training_code_digest_covers_every_module_training_loads():
     # tuning and its post-processing come after training: changing them must not retrain
     assert not {"pipeline.inference.postprocess", "pipeline.evaluation.search"} & set(engine._TRAINING_CODE)
     # a family's code is its own part of the key (the registry imports it when a run uses it)
-    assert not any(m.startswith(("pipeline.models.maskrcnn", "pipeline.models.unet")) for m in engine._TRAINING_CODE)
-    assert {"pipeline.models.maskrcnn.detector", "pipeline.models.maskrcnn.attribute_head"} <= set(
+    assert not any(m.startswith("pipeline.models.families") for m in engine._TRAINING_CODE)
+    assert {"pipeline.models.families.maskrcnn.detector", "pipeline.models.families.maskrcnn.attribute_head"} <= set(
         tiny_config().code_modules())
 
 
@@ -189,13 +189,13 @@ def test_the_best_checkpoint_breaks_a_tie_of_the_score_by_mask_ap(small_instance
         "a higher score beats a higher mask AP; an equal result is no gain"
 
 
-def test_changed_training_code_starts_fresh(small_instances, small_dataset, tmp_path, capsys, monkeypatch):
+def test_changed_training_code_starts_fresh(small_instances, small_dataset, tmp_path, caplog, monkeypatch):
     """DVC reruns the stage when the code changes; resuming would only reload the old result."""
     data = datasets(small_instances, small_dataset / "train")
     run(tmp_path, data, max_steps=1)
     monkeypatch.setattr(resume, "source_digest", lambda *names: "edited")
     assert run(tmp_path, data, max_steps=1).resumed_from_step is None
-    assert "code changed: code: " in capsys.readouterr().out
+    assert "code changed: code: " in caplog.text
 
 
 def test_a_diverging_loss_stops_with_a_clear_message(small_instances, small_dataset, tmp_path):
@@ -344,7 +344,7 @@ def test_ddp_on_two_cuda_gpus_trains_with_syncbatchnorm(small_instances, small_d
 
 def test_a_finished_run_whose_best_checkpoint_was_damaged_gets_the_same_best_weights_back(small_instances,
                                                                                         small_dataset, tmp_path,
-                                                                                        capsys):
+                                                                                        caplog):
     """Rerunning the stage used to print 'training finished' and leave best.pt broken. One epoch: last.pt holds
     the best weights, and they are written again from it (test_pieces covers a run whose best was earlier)."""
     data = datasets(small_instances, small_dataset / "train", n_train=4, n_val=2)
@@ -352,13 +352,14 @@ def test_a_finished_run_whose_best_checkpoint_was_damaged_gets_the_same_best_wei
     assert run(tmp_path, data, one_epoch).finished
     best = checkpoint.load(tmp_path / "run" / BEST)["model"]
     (tmp_path / "run" / BEST).write_bytes((tmp_path / "run" / BEST).read_bytes()[:1000])
-    capsys.readouterr()
+    caplog.clear()
     assert run(tmp_path, data, one_epoch).finished
-    assert "best.pt has 1,000 bytes" in capsys.readouterr().out
+    assert "best.pt has 1,000 bytes" in caplog.text
+    caplog.clear()
     repaired = checkpoint.load(tmp_path / "run" / BEST)["model"]
     assert all(torch.equal(best[k], repaired[k]) for k in best)
     run(tmp_path, data, one_epoch)
-    assert "best.pt" not in capsys.readouterr().out, "sound again: nothing to repair"
+    assert "best.pt" not in caplog.text, "sound again: nothing to repair"
 
 
 def test_a_run_folder_another_run_trains_in_is_refused(small_instances, small_dataset, tmp_path):

@@ -82,7 +82,7 @@ def test_differences_name_every_changed_key_by_its_path():
     assert differences(old, new) == ["code: a -> b", "model.max_size: 256 -> 320", "world_size: None -> 2"]
 
 
-def test_a_checkpoint_of_another_run_moves_aside_and_one_of_this_run_is_restored(tmp_path, capsys):
+def test_a_checkpoint_of_another_run_moves_aside_and_one_of_this_run_is_restored(tmp_path, caplog):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     checkpoint.save(run_dir / LAST, {"model": {}, "resume_key": {"lr": 0.1}})
@@ -90,7 +90,7 @@ def test_a_checkpoint_of_another_run_moves_aside_and_one_of_this_run_is_restored
     (run_dir / RESOLVED).write_text("lr: 0.1\n")
     assert restore(run_dir, {"lr": 0.1}, True, ONE)["resume_key"] == {"lr": 0.1}
     assert restore(run_dir, {"lr": 0.2}, True, ONE) is None
-    assert "not resuming" in capsys.readouterr().out
+    assert "not resuming" in caplog.text
     previous = tmp_path / "run.previous"
     assert sorted(p.name for p in previous.iterdir()) == sorted([LAST, BEST, RESOLVED])
     assert not any(run_dir.iterdir()), "training starts fresh"
@@ -107,43 +107,44 @@ def _finished_run(run_dir, best_step: int, step: int) -> dict:
     return checkpoint.load(run_dir / BEST)
 
 
-def test_a_damaged_best_checkpoint_is_written_again_from_last_when_it_holds_the_same_weights(tmp_path, capsys):
+def test_a_damaged_best_checkpoint_is_written_again_from_last_when_it_holds_the_same_weights(tmp_path, caplog):
     best = _finished_run(tmp_path / "run", best_step=6, step=6)
     (tmp_path / "run" / BEST).write_bytes((tmp_path / "run" / BEST).read_bytes()[:200])
     assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is not None
-    assert "best.pt: best.pt has 200 bytes" in capsys.readouterr().out
+    assert "best.pt: best.pt has 200 bytes" in caplog.text
     repaired = checkpoint.load(tmp_path / "run" / BEST)
     assert torch.equal(repaired["model"]["w"], best["model"]["w"]) and repaired["step"] == 6
+    caplog.clear()
     assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is not None
-    assert capsys.readouterr().out == "", "last.pt now records the new best.pt"
+    assert caplog.text == "", "last.pt now records the new best.pt"
 
 
 @pytest.mark.parametrize("damage", [lambda best: best.unlink(), lambda best: best.write_bytes(b"")])
-def test_a_damaged_best_checkpoint_no_file_can_restore_means_training_again(tmp_path, capsys, damage):
+def test_a_damaged_best_checkpoint_no_file_can_restore_means_training_again(tmp_path, caplog, damage):
     """A finished run used to print 'training finished' and leave best.pt broken, run after run."""
     _finished_run(tmp_path / "run", best_step=3, step=6)
     damage(tmp_path / "run" / BEST)
     assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is None
     assert (f"not resuming {tmp_path / 'run' / LAST} (best.pt failed its check (best.pt "
-            in capsys.readouterr().out)
+            in caplog.text)
     assert not (tmp_path / "run" / LAST).exists(), "training starts fresh"
 
 
-def test_a_damaged_last_checkpoint_means_training_again(tmp_path, capsys):
+def test_a_damaged_last_checkpoint_means_training_again(tmp_path, caplog):
     _finished_run(tmp_path / "run", best_step=6, step=6)
     (tmp_path / "run" / LAST).write_bytes((tmp_path / "run" / LAST).read_bytes()[:300])
     assert restore(tmp_path / "run", {"lr": 0.1}, True, ONE) is None
-    assert "(it cannot be read: " in capsys.readouterr().out
+    assert "(it cannot be read: " in caplog.text
     assert sorted(p.name for p in (tmp_path / "run.previous").iterdir()) == [BEST, LAST]
 
 
-def test_a_best_checkpoint_newer_than_last_is_kept(tmp_path, capsys):
+def test_a_best_checkpoint_newer_than_last_is_kept(tmp_path, caplog):
     """A run cut off between writing a new best.pt and the last.pt that records it: best.pt is sound, only newer
     than the record. Training resumes from last.pt; nothing moves aside."""
     _finished_run(tmp_path / "run", best_step=3, step=4)
     newer = {"model": {"w": torch.zeros(4)}, "params": {}, "num_classes": 47, "num_attributes": 92, "step": 6}
     checkpoint.save(tmp_path / "run" / BEST, newer)
     saved = restore(tmp_path / "run", {"lr": 0.1}, True, ONE)
-    assert saved is not None and "not resuming" not in capsys.readouterr().out
+    assert saved is not None and "not resuming" not in caplog.text
     assert saved["state"]["best_file"] == file_record(tmp_path / "run" / BEST), "the next last.pt records it"
     assert torch.equal(checkpoint.load(tmp_path / "run" / BEST)["model"]["w"], torch.zeros(4))

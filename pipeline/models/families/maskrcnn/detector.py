@@ -27,11 +27,12 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import roi_align
 from torchvision.ops.poolers import initLevelMapper
 
-from pipeline.config.model import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams, ModelParams
+from pipeline.config.model import ModelParams
 from pipeline.models.anchors import StridedAnchorGenerator
 from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
-from pipeline.models.maskrcnn.attribute_head import AttributeRoIHeads
+from pipeline.models.families.maskrcnn.attribute_head import AttributeRoIHeads
+from pipeline.models.families.maskrcnn.params import DEFAULT_MASK_HEAD, FPN_LEVELS, MaskRCNNParams
 from pipeline.models.weights import WeightsError, load_matching, load_resnet_state, read_state_dict
 
 log = logging.getLogger(__name__)
@@ -152,23 +153,24 @@ def _mask_in_box(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]
     return roi_align(masks[:, None].to(boxes.dtype), rois, size, aligned=True)
 
 
-def _detector_kwargs(spec: MaskRCNNParams) -> dict:
+def _detector_kwargs(settings: MaskRCNNParams) -> dict:
     keys = ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test",
             "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
             "box_detections_per_img", "box_score_thresh")
-    return {key: getattr(spec, key) for key in keys}
+    return {key: getattr(settings, key) for key in keys}
 
 
-def _set_anchors(model: MaskRCNN, spec: MaskRCNNParams, rpn_conv_depth: int) -> None:
-    model.rpn.anchor_generator = StridedAnchorGenerator(tuple(spec.anchor_sizes), tuple(spec.aspect_ratios),
+def _set_anchors(model: MaskRCNN, settings: MaskRCNNParams, rpn_conv_depth: int) -> None:
+    model.rpn.anchor_generator = StridedAnchorGenerator(tuple(settings.anchor_sizes), tuple(settings.aspect_ratios),
                                                         FPN_STRIDES)
-    per_location = len(spec.aspect_ratios)
+    per_location = len(settings.aspect_ratios)
     if model.rpn.head.cls_logits.out_channels != per_location:
         model.rpn.head = RPNHead(model.backbone.out_channels, per_location, conv_depth=rpn_conv_depth)
 
 
-def _set_mask_head(model: MaskRCNN, spec: MaskRCNNParams, num_classes: int, norm_layer: type[nn.Module] | None) -> None:
-    layers = tuple(spec.mask_head_layers)
+def _set_mask_head(model: MaskRCNN, settings: MaskRCNNParams, num_classes: int,
+                   norm_layer: type[nn.Module] | None) -> None:
+    layers = tuple(settings.mask_head_layers)
     if layers == DEFAULT_MASK_HEAD:
         return
     model.roi_heads.mask_head = MaskRCNNHeads(model.backbone.out_channels, list(layers), 1, norm_layer=norm_layer)
@@ -231,20 +233,20 @@ def _load_initial_weights(net: FashionMaskRCNN, state: dict[str, torch.Tensor], 
         log.info("  %s", line)
 
 
-def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attributes: int,
+def build(settings: MaskRCNNParams, model_params: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionMaskRCNN:
-    """A Mask R-CNN for ``num_classes`` classes (background included); ``spec.weights`` loaded if ``initial_weights``.
+    """A Mask R-CNN for ``num_classes`` classes (background included); ``settings.weights`` loaded if asked.
 
-    With ``spec.attribute_head`` and ``num_attributes`` > 0 its RoI heads also predict attributes.
+    With ``settings.attribute_head`` and ``num_attributes`` > 0 its RoI heads also predict attributes.
     A model about to receive a checkpoint's weights is built with ``initial_weights=False``.
     """
-    if spec.freeze_batchnorm and initial_weights:
-        require_weights("maskrcnn", "weights", spec.weights)
-    kwargs = {**_detector_kwargs(spec), "min_size": model.min_size, "max_size": model.max_size}
-    if spec.architecture == "maskrcnn_resnet50_fpn_v2":
+    if settings.freeze_batchnorm and initial_weights:
+        require_weights("maskrcnn", "weights", settings.weights)
+    kwargs = {**_detector_kwargs(settings), "min_size": model_params.min_size, "max_size": model_params.max_size}
+    if settings.architecture == "maskrcnn_resnet50_fpn_v2":
         built, rpn_conv_depth = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None,
                                                          num_classes=num_classes, **kwargs), 2
-    elif spec.architecture == "maskrcnn_resnet50_fpn":
+    elif settings.architecture == "maskrcnn_resnet50_fpn":
         built, rpn_conv_depth = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
                                                       num_classes=num_classes, **kwargs), 1
     else:
@@ -253,19 +255,19 @@ def build(spec: MaskRCNNParams, model: ModelParams, num_classes: int, num_attrib
         backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
                                        trainable_layers=5)
         built, rpn_conv_depth = MaskRCNN(backbone, num_classes=num_classes, **kwargs), 1
-    _set_anchors(built, spec, rpn_conv_depth)
-    _set_mask_head(built, spec, num_classes, nn.BatchNorm2d if spec.architecture.endswith("_v2") else None)
+    _set_anchors(built, settings, rpn_conv_depth)
+    _set_mask_head(built, settings, num_classes, nn.BatchNorm2d if settings.architecture.endswith("_v2") else None)
     _fix_pooler_scales(built)
-    if spec.attribute_head and num_attributes:
-        built.roi_heads = AttributeRoIHeads(built.roi_heads, num_attributes, spec.attribute_loss_weight)
-    built.transform = PresizedTransform(model.min_size, model.max_size, built.transform.image_mean,
+    if settings.attribute_head and num_attributes:
+        built.roi_heads = AttributeRoIHeads(built.roi_heads, num_attributes, settings.attribute_loss_weight)
+    built.transform = PresizedTransform(model_params.min_size, model_params.max_size, built.transform.image_mean,
                                         built.transform.image_std)
     net = FashionMaskRCNN(built)
-    if initial_weights and spec.weights != "none":
-        state = (_torchvision_state_dict(spec.architecture) if spec.weights == "torchvision"
-                 else read_state_dict(spec.weights))
-        _load_initial_weights(net, state, spec.weights)
-    if spec.freeze_batchnorm:
+    if initial_weights and settings.weights != "none":
+        state = (_torchvision_state_dict(settings.architecture) if settings.weights == "torchvision"
+                 else read_state_dict(settings.weights))
+        _load_initial_weights(net, state, settings.weights)
+    if settings.freeze_batchnorm:
         freeze_batchnorm(net.backbone.body)
-    _limit_trainable(net, spec.trainable_backbone_layers)
+    _limit_trainable(net, settings.trainable_backbone_layers)
     return net

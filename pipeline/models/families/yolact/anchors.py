@@ -19,8 +19,8 @@ import torch
 from torchvision.models.detection._utils import BoxCoder, Matcher
 from torchvision.ops import box_iou
 
-from pipeline.config.model import YOLACT_LEVELS
 from pipeline.models.anchors import StridedAnchorGenerator
+from pipeline.models.families.yolact.params import YOLACT_LEVELS
 
 #: SSD's (and YOLACT's) box-offset variances (0.1 for the centre, 0.2 for the size) as weights.
 BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))

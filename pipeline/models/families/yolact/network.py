@@ -5,7 +5,7 @@ A ResNet with an FPN on C3-C5 and two stride-2 convolutions above it (P3-P7, tor
 all levels, Fast NMS, and masks assembled from the prototypes and each detection's coefficients,
 sigmoid, stored on its box (``crop`` kind). docs/models.md ("YOLACT") says where it departs from
 the paper: torchvision's FPN upsamples by nearest neighbour (the paper's bilinear), and anchors
-keep their aspect ratios (``pipeline.models.yolact.anchors``).
+keep their aspect ratios (``pipeline.models.families.yolact.anchors``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_
 from torchvision.ops import box_iou, clip_boxes_to_image, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from pipeline.config.model import ModelParams, YOLACTParams
+from pipeline.config.model import ModelParams
 from pipeline.models.batching import padded_batch
 from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
+from pipeline.models.families.yolact import losses
+from pipeline.models.families.yolact.anchors import BOX_CODER, anchor_generator, anchors_of, match_anchors
+from pipeline.models.families.yolact.fast_nms import fast_nms
+from pipeline.models.families.yolact.heads import CHANNELS, PredictionHead, protonet
+from pipeline.models.families.yolact.params import YOLACTParams
 from pipeline.models.targets import category_union
 from pipeline.models.weights import load_resnet
-from pipeline.models.yolact import losses
-from pipeline.models.yolact.anchors import BOX_CODER, anchor_generator, anchors_of, match_anchors
-from pipeline.models.yolact.fast_nms import fast_nms
-from pipeline.models.yolact.heads import CHANNELS, PredictionHead, protonet
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,20 @@ class _Forward:
 class FashionYOLACT(nn.Module):
     """YOLACT as a family of ``pipeline.models.contract``: box-cropped masks, attributes if asked."""
 
-    def __init__(self, backbone: BackboneWithFPN, spec: YOLACTParams, num_classes: int, num_attributes: int) -> None:
+    def __init__(self, backbone: BackboneWithFPN, settings: YOLACTParams, num_classes: int,
+                 num_attributes: int) -> None:
         super().__init__()
-        self.spec = spec
+        self.settings = settings
         self.backbone = backbone
-        self.protonet = protonet(spec.prototypes)
-        self.head = PredictionHead(len(spec.aspect_ratios), num_classes, spec.prototypes, num_attributes)
+        self.protonet = protonet(settings.prototypes)
+        self.head = PredictionHead(len(settings.aspect_ratios), num_classes, settings.prototypes, num_attributes)
         self.semantic = nn.Conv2d(CHANNELS, num_classes - 1, 1)  # the auxiliary loss's, unused in eval mode
-        self.anchor_generator = anchor_generator(tuple(spec.anchor_sizes), tuple(spec.aspect_ratios))
+        self.anchor_generator = anchor_generator(tuple(settings.anchor_sizes), tuple(settings.aspect_ratios))
         self.num_attributes = num_attributes
 
     @property
     def mask_format(self) -> MaskFormat:
-        return MaskFormat("crop", self.spec.mask_size)
+        return MaskFormat("crop", self.settings.mask_size)
 
     def run(self, images: list[torch.Tensor]) -> _Forward:
         batch = padded_batch(images, STRIDE)
@@ -83,15 +85,16 @@ class FashionYOLACT(nn.Module):
         return [self._detect(out, k, tuple(image.shape[-2:])) for k, image in enumerate(images)]
 
     def _losses(self, out: _Forward, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
-        spec, sums = self.spec, dict.fromkeys(("classifier", "box_reg", "mask"), 0.0)
+        settings, sums = self.settings, dict.fromkeys(("classifier", "box_reg", "mask"), 0.0)
         positives, semantic, attributes = 0, [], []
         for k, (image, target) in enumerate(zip(images, targets, strict=True)):
-            target = _trainable(target, tuple(image.shape[-2:]), spec.min_box_fraction)
-            match = match_anchors(out.anchors, target["boxes"], target["labels"], spec.positive_iou, spec.negative_iou)
+            target = _trainable(target, tuple(image.shape[-2:]), settings.min_box_fraction)
+            match = match_anchors(out.anchors, target["boxes"], target["labels"], settings.positive_iou,
+                                  settings.negative_iou)
             positive = torch.nonzero(match.positive).squeeze(1)
             positives += len(positive)
             sums["classifier"] = sums["classifier"] + losses.classification_loss(
-                out.head["classes"][k], match.labels, spec.negatives_per_positive)
+                out.head["classes"][k], match.labels, settings.negatives_per_positive)
             instance = match.instance[positive]
             wanted = BOX_CODER.encode_single(target["boxes"][instance], out.anchors[positive])
             sums["box_reg"] = sums["box_reg"] + torch_f.smooth_l1_loss(
@@ -104,13 +107,13 @@ class FashionYOLACT(nn.Module):
                 attributes.append((out.head["attributes"][k][positive], target["attributes"][instance]))
         # As the reference implementation: box, class and mask losses per positive of the batch, the rest per image.
         scale = 1.0 / max(positives, 1)
-        found = {"loss_classifier": spec.class_weight * scale * sums["classifier"],
-                 "loss_box_reg": spec.box_weight * scale * sums["box_reg"],
-                 "loss_mask": spec.mask_weight * scale * sums["mask"] + 0.0 * out.prototypes.sum(),
-                 "loss_semantic": spec.semantic_weight * losses.semantic_loss(
+        found = {"loss_classifier": settings.class_weight * scale * sums["classifier"],
+                 "loss_box_reg": settings.box_weight * scale * sums["box_reg"],
+                 "loss_mask": settings.mask_weight * scale * sums["mask"] + 0.0 * out.prototypes.sum(),
+                 "loss_semantic": settings.semantic_weight * losses.semantic_loss(
                      out.semantic, torch.stack(semantic))}
         if attributes:
-            found["loss_attributes"] = spec.attribute_weight * self._attribute_loss(attributes)
+            found["loss_attributes"] = settings.attribute_weight * self._attribute_loss(attributes)
         return found
 
     def _mask_loss(self, out: _Forward, k: int, positive: torch.Tensor, instance: torch.Tensor, target: dict,
@@ -120,9 +123,9 @@ class FashionYOLACT(nn.Module):
         if not len(positive):
             return 0.0
         scale = 1.0
-        if len(positive) > self.spec.masks_to_train:
-            scale = len(positive) / self.spec.masks_to_train
-            chosen = torch.randperm(len(positive), device=positive.device)[: self.spec.masks_to_train]
+        if len(positive) > self.settings.masks_to_train:
+            scale = len(positive) / self.settings.masks_to_train
+            chosen = torch.randperm(len(positive), device=positive.device)[: self.settings.masks_to_train]
             positive, instance = positive[chosen], instance[chosen]
         logits = losses.assemble_masks(out.prototypes[k], out.head["coefficients"][k][positive])
         return scale * losses.mask_loss(logits, truth[instance], target["boxes"][instance] / PROTOTYPE_STRIDE)
@@ -137,17 +140,18 @@ class FashionYOLACT(nn.Module):
 
     def _detect(self, out: _Forward, k: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Image ``k``'s detections: Fast NMS of its decoded boxes, then its masks on their boxes."""
-        spec = self.spec
+        settings = self.settings
         scores = out.head["classes"][k].float().softmax(1)[:, 1:]
         boxes = clip_boxes_to_image(BOX_CODER.decode_single(out.head["boxes"][k].float(), out.anchors), size)
-        kept = fast_nms(boxes, scores, spec.nms_iou, spec.nms_top_k, spec.score_threshold, spec.max_detections)
+        kept = fast_nms(boxes, scores, settings.nms_iou, settings.nms_top_k, settings.score_threshold,
+                        settings.max_detections)
         boxes = boxes[kept.index]
         if not len(boxes):
-            empty = boxes.new_zeros((0, 1, spec.mask_size, spec.mask_size))
+            empty = boxes.new_zeros((0, 1, settings.mask_size, settings.mask_size))
             return {"boxes": boxes, "labels": kept.label, "scores": kept.score, "masks": empty,
                     **({"attributes": boxes.new_zeros((0, self.num_attributes))} if self.num_attributes else {})}
         masks = box_masks(out.prototypes[k].float(), out.head["coefficients"][k][kept.index].float(), boxes,
-                          spec.mask_size)
+                          settings.mask_size)
         found = {"boxes": boxes, "labels": kept.label + 1, "scores": kept.score, "masks": masks}
         if self.num_attributes:
             found["attributes"] = out.head["attributes"][k][kept.index].float().sigmoid()
@@ -191,23 +195,23 @@ def _downsampled(masks: torch.Tensor, padded: tuple[int, int], size: tuple[int, 
     return (torch_f.interpolate(grid[None], size=size, mode="bilinear", align_corners=False)[0] > 0.5).float()
 
 
-def build(spec: YOLACTParams, model: ModelParams, num_classes: int, num_attributes: int,
+def build(settings: YOLACTParams, model_params: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionYOLACT:
-    """A YOLACT for ``num_classes`` classes (background included); ``spec.weights`` loaded if ``initial_weights``.
+    """A YOLACT for ``num_classes`` classes (background included); ``settings.weights`` loaded if ``initial_weights``.
 
     The ResNet is built without weights (nothing is downloaded) and with BatchNorm: torchvision's
     default FrozenBatchNorm2d keeps a random init's statistics, and such a network does not learn.
-    ``spec.freeze_batchnorm`` freezes it once the weights are loaded (fine-tuning with a few images per GPU).
-    ``model`` (the input size) does not change the network.
+    ``settings.freeze_batchnorm`` freezes it once the weights are loaded (fine-tuning with a few images per GPU).
+    ``model_params`` (the input size) does not change the network.
     """
-    if spec.freeze_batchnorm and initial_weights:
-        require_weights("yolact", "weights", spec.weights)
-    backbone = resnet_fpn_backbone(backbone_name=spec.backbone, weights=None, norm_layer=nn.BatchNorm2d,
+    if settings.freeze_batchnorm and initial_weights:
+        require_weights("yolact", "weights", settings.weights)
+    backbone = resnet_fpn_backbone(backbone_name=settings.backbone, weights=None, norm_layer=nn.BatchNorm2d,
                                    trainable_layers=5, returned_layers=[2, 3, 4],
                                    extra_blocks=LastLevelP6P7(CHANNELS, CHANNELS))
-    if initial_weights and spec.weights != "none":
-        count = load_resnet(backbone.body, spec.weights, "yolact.backbone")
-        log.info("backbone weights from %s: %d tensors", spec.weights, count)
-    if spec.freeze_batchnorm:
+    if initial_weights and settings.weights != "none":
+        count = load_resnet(backbone.body, settings.weights, "yolact.backbone")
+        log.info("backbone weights from %s: %d tensors", settings.weights, count)
+    if settings.freeze_batchnorm:
         freeze_batchnorm(backbone.body)
-    return FashionYOLACT(backbone, spec, num_classes, num_attributes if spec.attribute_branch else 0)
+    return FashionYOLACT(backbone, settings, num_classes, num_attributes if settings.attribute_branch else 0)

@@ -3,7 +3,7 @@
 It predicts, for every category, which pixels show one (a sigmoid channel per category), so a
 garment keeps its whole area under the parts lying on it (a shirt under its sleeves, pockets and
 collar): instances of different categories overlap, as the competition allows. Each category's
-connected components are its instances (``pipeline.models.unet.components``), so it meets
+connected components are its instances (``pipeline.models.families.unet.components``), so it meets
 ``pipeline.models.contract`` and the rest of the pipeline (TTA, tuning, evaluation, submission)
 runs on it unchanged. It predicts no attributes: its ClassIds are the category alone.
 """
@@ -19,12 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as torch_f
 
-from pipeline.config.model import ModelParams, UNetParams
+from pipeline.config.model import ModelParams
 from pipeline.models.batching import padded_batch
 from pipeline.models.batchnorm import freeze_batchnorm, require_weights
 from pipeline.models.contract import MaskFormat
+from pipeline.models.families.unet import components
+from pipeline.models.families.unet.params import UNetParams
 from pipeline.models.targets import category_union
-from pipeline.models.unet import components
 from pipeline.models.weights import load_resnet
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,11 @@ class FashionUNet(nn.Module):
 
     num_attributes = 0
 
-    def __init__(self, net: smp.Unet, num_classes: int, spec: UNetParams) -> None:
+    def __init__(self, net: smp.Unet, num_classes: int, settings: UNetParams) -> None:
         super().__init__()
         self.net = net
         self.num_classes = num_classes
-        self.spec = spec
+        self.settings = settings
         #: components kept and dropped (under ``unet.min_area``) since the model was built
         self.inference_counts: Counter = Counter()
 
@@ -87,7 +88,7 @@ class FashionUNet(nn.Module):
 
     @property
     def mask_format(self) -> MaskFormat:
-        return MaskFormat("crop", self.spec.mask_size)
+        return MaskFormat("crop", self.settings.mask_size)
 
     def logits(self, images: list[torch.Tensor]) -> torch.Tensor:
         """(B, C - 1, H, W) category logits of images batched top-left and padded to a multiple of ``STRIDE``."""
@@ -103,7 +104,7 @@ class FashionUNet(nn.Module):
         outputs = []
         for k, image in enumerate(images):
             found = components.instances(probabilities[k, :, : image.shape[-2], : image.shape[-1]],
-                                         self.spec.pixel_threshold, self.spec.min_area, self.spec.mask_size)
+                                         self.settings.pixel_threshold, self.settings.min_area, self.settings.mask_size)
             self.inference_counts.update(kept=len(found.labels), dropped=found.dropped)
             outputs.append({key: value.to(logits.device) for key, value in found.as_output().items()})
         return outputs
@@ -117,7 +118,7 @@ class FashionUNet(nn.Module):
             valid[k, :, :h, :w] = 1
         pixels = torch_f.binary_cross_entropy_with_logits(logits, truth, reduction="none") * valid
         return {"loss_bce": pixels.sum() / (valid.sum() * logits.shape[1]),
-                "loss_dice": self.spec.dice_weight * dice_loss(logits.sigmoid(), truth, valid)}
+                "loss_dice": self.settings.dice_weight * dice_loss(logits.sigmoid(), truth, valid)}
 
     @torch.no_grad()
     def confusion(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
@@ -126,7 +127,7 @@ class FashionUNet(nn.Module):
         Each side is one class a pixel (``top_category``): of the true categories, and of those predicted
         above ``unet.pixel_threshold``.
         """
-        shown = self.logits(images).float().sigmoid() > self.spec.pixel_threshold
+        shown = self.logits(images).float().sigmoid() > self.settings.pixel_threshold
         counts = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=shown.device)
         for k, (image, target) in enumerate(zip(images, targets, strict=True)):
             h, w = image.shape[-2:]
@@ -136,21 +137,22 @@ class FashionUNet(nn.Module):
         return counts
 
 
-def build(spec: UNetParams, model: ModelParams, num_classes: int, num_attributes: int,
+def build(settings: UNetParams, model_params: ModelParams, num_classes: int, num_attributes: int,
           initial_weights: bool = True) -> FashionUNet:
-    """A UNet with a channel for each of the ``num_classes - 1`` categories; ``spec.encoder_weights`` loaded if asked.
+    """A UNet with a channel for each of the ``num_classes - 1`` categories; ``settings.encoder_weights`` if asked.
 
     ``encoder_weights=None`` for smp: it must never download anything (``load_resnet`` reads the file).
-    ``model`` (the input size) and ``num_attributes`` do not change the network.
+    ``model_params`` (the input size) and ``num_attributes`` do not change the network.
     """
-    if spec.freeze_batchnorm and initial_weights:
-        require_weights("unet", "encoder_weights", spec.encoder_weights)
-    net = smp.Unet(encoder_name=spec.encoder, encoder_weights=None, decoder_channels=tuple(spec.decoder_channels),
-                   decoder_use_norm="batchnorm", classes=num_classes - 1)
+    if settings.freeze_batchnorm and initial_weights:
+        require_weights("unet", "encoder_weights", settings.encoder_weights)
+    net = smp.Unet(encoder_name=settings.encoder, encoder_weights=None,
+                   decoder_channels=tuple(settings.decoder_channels), decoder_use_norm="batchnorm",
+                   classes=num_classes - 1)
     nn.init.constant_(net.segmentation_head[0].bias, -math.log((1 - PRIOR) / PRIOR))
-    if initial_weights and spec.encoder_weights != "none":
-        count = load_resnet(net.encoder, spec.encoder_weights, "unet.encoder")
-        log.info("encoder weights from %s: %d tensors", spec.encoder_weights, count)
-    if spec.freeze_batchnorm:
+    if initial_weights and settings.encoder_weights != "none":
+        count = load_resnet(net.encoder, settings.encoder_weights, "unet.encoder")
+        log.info("encoder weights from %s: %d tensors", settings.encoder_weights, count)
+    if settings.freeze_batchnorm:
         freeze_batchnorm(net.encoder)
-    return FashionUNet(net, num_classes, spec)
+    return FashionUNet(net, num_classes, settings)
