@@ -33,14 +33,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.inference.trained import load_model  # noqa: E402
 from pipeline.models import registry  # noqa: E402
-from pipeline.models.families.maskrcnn.params import MaskRCNNParams  # noqa: E402
-from pipeline.models.families.unet.params import UNetParams  # noqa: E402
-from pipeline.models.families.yolact.params import YOLACTParams  # noqa: E402
 
-FAMILIES = ("maskrcnn", "unet", "yolact")
 #: Each family at ResNet-50 depth, with its schema's defaults (torchvision's Mask R-CNN, the paper's YOLACT).
-RESNET50 = {"maskrcnn": MaskRCNNParams(architecture="maskrcnn_resnet50_fpn"), "unet": UNetParams(encoder="resnet50"),
-            "yolact": YOLACTParams(backbone="resnet50")}
+RESNET50 = {name: registry.family(name).params(**settings) for name, settings in {
+    "maskrcnn": {"architecture": "maskrcnn_resnet50_fpn"}, "unet": {"encoder": "resnet50"},
+    "yolact": {"backbone": "resnet50"}}.items()}
+FAMILIES = tuple(RESNET50)
 
 
 def batch(size: int, height: int, width: int, device: torch.device) -> tuple[list, list]:

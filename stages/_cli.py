@@ -44,9 +44,15 @@ def tuned_postprocess(params: str, tuned: Path | None, family: str | None = None
 def run(main: Callable[[], None]) -> None:
     """Run a stage; bad input or set-up exits with status 1 and the error's message, no traceback.
 
-    The library's log goes to standard error, one line a message, beside the progress bars.
+    The library's log (INFO and above) goes to standard error, one line a message, beside the progress bars;
+    other libraries keep their own settings.
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logger = logging.getLogger("pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         main()
     except PipelineError as exc:

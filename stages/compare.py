@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.comparison import families as comparison
 from pipeline.comparison import table
 from pipeline.data.annotations import read_instances
-from pipeline.data.dataset import fold_datasets
+from pipeline.data.dataset import validation_dataset
 from pipeline.data.labels import load_labels
 from pipeline.utils.io import write_json
 from stages._cli import parser, run
@@ -33,8 +33,8 @@ def main() -> None:
     args = cli.parse_args()
     settings = comparison.Settings.load(Path(args.params))
     num_attributes = len(load_labels(args.labels).attributes)
-    _, val_set = fold_datasets(read_instances(args.instances), args.images, args.folds, settings.train.fold,
-                               settings.model, num_attributes)
+    val_set = validation_dataset(read_instances(args.instances), args.images, args.folds, settings.train.fold,
+                                 settings.model, num_attributes)
     rows = comparison.compare(settings, args.models, args.evaluation, val_set, num_attributes)
     write_json(args.out, rows)
     table.write(rows, args.table, args.chart)

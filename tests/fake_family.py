@@ -25,7 +25,8 @@ from torch import nn
 
 from pipeline.config.model import ModelParams
 from pipeline.models.contract import MaskFormat
-from pipeline.models.registry import Family, ModelConfig, register
+from pipeline.models.family import Family
+from pipeline.models.registry import ModelConfig, register
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pipeline.models.registry import ModelConfig
 
 
 def smoke_config(name: str, min_size: int = 64, max_size: int = 96, **family) -> ModelConfig:
-    """Family ``name`` with its smoke settings (``registry.Family.smoke_settings``) and these fields changed."""
+    """Family ``name`` with its smoke settings (``Family.smoke_settings``) and these fields changed."""
     chosen = registry.family(name)
     return ModelConfig(ModelParams(family=name, min_size=min_size, max_size=max_size),
                        chosen.params(**{**chosen.smoke_settings, **family}))

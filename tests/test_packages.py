@@ -28,10 +28,14 @@ def test_a_package_init_re_exports_nothing(name):
     assert len(body) == 1 and isinstance(body[0], ast.Expr), f"{path} holds more than its docstring"
 
 
-def _loads_torch(code: str) -> bool:
-    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print('torch' in sys.modules)"], cwd=REPO,
+def _loads(code: str, module: str = "torch") -> bool:
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print({module!r} in sys.modules)"], cwd=REPO,
                           capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1] == "True"
+
+
+def _loads_torch(code: str) -> bool:
+    return _loads(code)
 
 
 def test_reading_the_label_set_does_not_load_torch():
@@ -40,3 +44,9 @@ def test_reading_the_label_set_does_not_load_torch():
 
 def test_listing_the_families_and_their_sections_does_not_load_torch():
     assert not _loads_torch("from pipeline.models import registry; print(registry.names(), registry.sections())")
+
+
+def test_a_family_package_and_its_schema_load_without_pydantic():
+    """The model builders and benchmarks run on a bare GPU box with torch alone."""
+    assert not _loads("import pipeline.models.families.maskrcnn.detector", "pydantic")
+    assert _loads("from pipeline.models import registry", "pydantic")  # the check can tell

@@ -145,9 +145,18 @@ def fold_datasets(instances: pd.DataFrame, image_dir: Path | str, folds: Path, f
     size; ``augment`` applies to the training images, the first ``train_limit`` of them only when given."""
     train_ids, val_ids = split(read_folds(folds), fold, str(folds))
     train_ids = train_ids[:train_limit] if train_limit else train_ids
+    return (_images(instances, train_ids, image_dir, model_params, num_attributes, augment),
+            _images(instances, val_ids, image_dir, model_params, num_attributes, None))
 
-    def dataset(image_ids: list[str], augmented: Augment | None) -> InstanceDataset:
-        return InstanceDataset(instances[instances.image_id.isin(image_ids)], image_dir, model_params.min_size,
-                               model_params.max_size, num_attributes, augmented)
 
-    return dataset(train_ids, augment), dataset(val_ids, None)
+def validation_dataset(instances: pd.DataFrame, image_dir: Path | str, folds: Path, fold: int,
+                       model_params: ModelParams, num_attributes: int) -> InstanceDataset:
+    """The validation images of fold ``fold`` alone, as :func:`fold_datasets` gives them."""
+    _, val_ids = split(read_folds(folds), fold, str(folds))
+    return _images(instances, val_ids, image_dir, model_params, num_attributes, None)
+
+
+def _images(instances: pd.DataFrame, image_ids: list[str], image_dir: Path | str, model_params: ModelParams,
+            num_attributes: int, augment: Augment | None) -> InstanceDataset:
+    return InstanceDataset(instances[instances.image_id.isin(image_ids)], image_dir, model_params.min_size,
+                           model_params.max_size, num_attributes, augment)

@@ -24,7 +24,8 @@ Optional abilities, each a runtime-checkable protocol below that the pipeline te
   named descriptors, (N, D) each, of given instances, for the catalogue of similar items (``pipeline.shop``).
 - ``HasBackbone``: ``model.backbone``, the image-to-features module (Mask R-CNN, YOLACT: ResNet + FPN;
   the UNet: its encoder-decoder), which the speed options of ``pipeline.models.layout`` lay out
-  channels-last and compile.
+  channels-last and compile. It must be a class attribute (a property): from Python 3.12 ``isinstance``
+  looks members up statically, and a submodule that ``nn.Module`` keeps in ``_modules`` is not found.
 - ``InferenceCounts``: ``model.inference_counts``, a ``Counter`` of what eval mode kept and dropped (the
   UNet's connected components: ``kept``, ``dropped`` under ``unet.min_area``); predict reports it.
 - ``PixelConfusion``: ``model.confusion(images, targets)``, the (C, C) pixel counts (truth by prediction)

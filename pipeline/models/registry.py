@@ -1,10 +1,11 @@
 """Model families by name: ``model.family`` in params.yaml picks one, its own section configures it.
 
-A family is one package, ``pipeline/models/families/<name>/``, whose ``__init__`` defines ``FAMILY``: its params
-schema (read from the section named like the family), a builder returning a model that honours
-``pipeline.models.contract``, and the key of its initial weights. The registry finds those packages itself, then
-the families that installed packages declare under the entry-point group ``imaterialist.families``; ``register``
-adds one at run time (a test's, a notebook's). Nothing else in the pipeline lists the families.
+A family is one package, ``pipeline/models/families/<name>/``, whose ``__init__`` defines ``FAMILY``
+(``pipeline.models.family.Family``): its params schema (read from the section named like the family), a builder
+returning a model that honours ``pipeline.models.contract``, and the key of its initial weights. The registry
+finds those packages itself, then the families that installed packages declare under the entry-point group
+``imaterialist.families``; ``register`` adds one at run time (a test's, a notebook's). Nothing else in the
+pipeline lists the families.
 """
 
 from __future__ import annotations
@@ -13,43 +14,22 @@ import functools
 import importlib
 import importlib.metadata
 import pkgutil
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.models.contract import BoxAttributes, DetectionModel
+from pipeline.models.family import Family
 from pipeline.utils.errors import PipelineError
-from pipeline.utils.fingerprint import imported_modules
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: ``build(family_params, model_params, num_classes, num_attributes, initial_weights)``
-Builder = Callable[[Any, ModelParams, int, int, bool], "nn.Module"]
-
 
 class FamilyError(PipelineError):
     """An unknown family, or a family whose model breaks the contract."""
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str  # the value of model.family, and the name of the family's params section
-    params: type  # the schema of that section: a dataclass or a pydantic model
-    build: Builder
-    weights_param: str = "weights"  # the key of its section naming an initial weights file (Kaggle sessions set it)
-    #: Its section's values for the lightest model, built and trained on a CPU in seconds at 64 x 96 pixels:
-    #: the test suite checks every family of the registry with them (tests/models/test_contract.py).
-    smoke_settings: Mapping[str, Any] = field(default_factory=dict)
-
-    def code_modules(self) -> tuple[str, ...]:
-        """The project's modules the builder's module imports: a family's code, in the keys of its checkpoints
-        and predictions (a plugin outside ``pipeline`` has none)."""
-        module = self.build.__module__
-        return imported_modules(module) if module.startswith("pipeline.") else ()
 
 
 #: The package whose subpackages are the built-in families. Named as a string: the rest of the pipeline reaches a
@@ -68,7 +48,7 @@ def register(family: Family) -> None:
 def family(name: str) -> Family:
     known = {**_discovered(), **_FAMILIES}
     if name not in known:
-        raise FamilyError(f"no model family {name!r} (model.family, compare.families, --family); "
+        raise FamilyError(f"no model family {name!r} (model.family, compare.families, index.family, --family); "
                           f"the known families are {', '.join(sorted(known))}")
     return known[name]
 
@@ -99,7 +79,7 @@ def _discovered() -> dict[str, Family]:
 
 def _adopt(found: dict[str, Family], candidate: object, source: str) -> None:
     if not isinstance(candidate, Family):
-        raise FamilyError(f"{source} defines no FAMILY of type pipeline.models.registry.Family")
+        raise FamilyError(f"{source} defines no FAMILY of type pipeline.models.family.Family")
     package_name = source.rsplit(".", 1)[-1]
     if source.startswith(FAMILIES_PACKAGE) and candidate.name != package_name:
         raise FamilyError(f"{source} names its family {candidate.name!r}: a family's package bears its name")

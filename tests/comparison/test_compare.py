@@ -288,3 +288,17 @@ def test_peak_memory_is_the_measuring_process_s_own(tmp_path, small_instances, s
     light, heavy = (_measured(tmp_path, small_instances, small_dataset, timed.timed_config(0.0, ballast), steps=1)
                     for ballast in (0, 200))
     assert 0.9 * 200 < heavy.peak_memory_mb - light.peak_memory_mb < 1.2 * 200, (light, heavy)
+
+
+def test_an_unknown_family_in_compare_families_names_the_known_ones(tmp_path):
+    """Checked with the registry before any run is read or measured."""
+    import yaml
+
+    from pipeline.comparison import families as comparison
+    from pipeline.models.registry import FamilyError
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    params["compare"]["families"] = ["maskrcnn", "maskrnn"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FamilyError, match="no model family 'maskrnn' .*; the known families are maskrcnn, unet"):
+        comparison.compare(comparison.Settings.load(tmp_path / "params.yaml"), tmp_path, tmp_path, None, 92)

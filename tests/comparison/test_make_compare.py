@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = ["maskrcnn", "unet", "yolact"]
+FAMILIES = yaml.safe_load((REPO / "compare" / "params.yaml").read_text())["compare"]["families"]
 #: compare/params.yaml shrunk to minutes: 18 images, one epoch, light UNet and YOLACT.
 REDUCED = {"synthetic": {"train_images": 18, "test_images": 2}, "folds": {"n_folds": 3},
            "compare": {"families": FAMILIES, "train_steps": 1, "inference_images": 2},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,16 @@ def test_a_finished_folder_with_a_damaged_file_is_refused_then_predicted_again(t
         write(folder, again)
     assert again.asked == [r.image_id for r in RECORDS] and "predicting it again" in caplog.text
     assert len(store.read(folder).images) == len(RECORDS)
+
+
+@pytest.mark.parametrize("views", [[], "x1", [1]])
+def test_a_manifest_without_view_names_is_a_damaged_folder(tmp_path, views):
+    folder = tmp_path / "val"
+    write(folder, Predictor())
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    (folder / store.MANIFEST).write_text(json.dumps({**manifest, "views": views}))
+    with pytest.raises(store.PredictionsError, match=f"{folder}: damaged, manifest.json: views is not a list"):
+        store.read(folder)
 
 
 def test_a_folder_missing_an_image_it_was_made_for_is_refused(tmp_path):

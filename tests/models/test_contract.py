@@ -19,16 +19,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pipeline.models import contract, registry
-from pipeline.models.registry import ModelConfig
+from family_subjects import FAMILIES, NUM_ATTRIBUTES, NUM_CLASSES, Subject, build_subject
 
-from model_configs import smoke_config
-
-FAMILIES = (*registry.names(), "fake")
-NUM_CLASSES = 47  # background + the 46 categories
-NUM_ATTRIBUTES = 4
-SEED = 0
 TOLERANCE = 1e-3  # on box coordinates, in pixels
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def subject(request) -> Subject:
+    """Each family's model, built once for the module."""
+    return build_subject(request.param)
+
 
 Region = tuple[int, int, int, int]  # y0, x0, y1, x1: rows y0 to y1 - 1, columns x0 to x1 - 1
 SHAPES = ("solid", "speckle", "cross", "frame")  # each covers its region's four sides: its box is the region
@@ -50,58 +50,6 @@ class ImageSpec:
     instances: tuple[Instance, ...] = ()
     fill: str = "noise"  # one of FILLS
     seed: int = 0  # of the noise, and of speckled masks
-
-
-# Configurations ---------------------------------------------------------------------------------------------
-
-
-#: Score thresholds of 0 (the UNet's pixel threshold under its initial 5 %) make a randomly initialised model return
-#: detections, so that eval mode's masks and attributes are checked, not only empty outputs. A family not named
-#: here is checked with its smoke settings alone.
-DETECTING = {
-    "maskrcnn": {"mask_head_layers": (64, 64), "box_score_thresh": 0.0, "box_detections_per_img": 20,
-                 "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100},
-    "unet": {"pixel_threshold": 0.01},
-    "yolact": {"score_threshold": 0.0, "max_detections": 20},
-}
-
-
-def _config(name: str) -> ModelConfig:
-    """One small configuration per family: its smoke settings, detecting from a random initialisation."""
-    return smoke_config(name, **DETECTING.get(name, {}))
-
-
-class Subject:
-    """A family's model as built, restored before each use so that examples do not depend on each other."""
-
-    def __init__(self, name: str, model: nn.Module) -> None:
-        self.name, self.model = name, model
-        self.initial = {key: value.detach().clone() for key, value in model.state_dict().items()}
-
-    def __repr__(self) -> str:  # Hypothesis prints it in a falsifying example: the name, not the weights
-        return f"Subject({self.name!r})"
-
-    def fresh(self, train: bool) -> nn.Module:
-        """The model with its initial weights and statistics, no gradients, the random generator at ``SEED``."""
-        self.model.load_state_dict(self.initial)
-        self.model.zero_grad(set_to_none=True)
-        torch.manual_seed(SEED)
-        return self.model.train(train)
-
-
-@pytest.fixture(scope="module", params=FAMILIES)
-def subject(request) -> Subject:
-    """Each family's model, built once for the module. ``fake`` is registered into a copy of the registry,
-    dropped after the build: other tests expect the built-in families alone."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-        if request.param == "fake":
-            import fake_family  # its first import registers it too, but another test may have imported it
-
-            registry.register(fake_family.FAKE)
-        torch.manual_seed(SEED)
-        model = _config(request.param).build(NUM_CLASSES, NUM_ATTRIBUTES, initial_weights=False)
-    return Subject(request.param, model)
 
 
 # Valid inputs by construction -------------------------------------------------------------------------------
@@ -335,70 +283,3 @@ def test_the_same_seed_and_inputs_give_the_same_losses(subject):
         model = subject.fresh(train=True)
         runs.append({name: value.item() for name, value in model(*batch_of(specs)).items()})
     assert runs[0] == runs[1]
-
-
-# Optional abilities: each checked on every family that has it ----------------------------------------------
-
-
-def _having(subject: Subject, ability: type) -> nn.Module:
-    model = subject.fresh(train=False)
-    if not isinstance(model, ability):
-        pytest.skip(f"{subject.name} has no {ability.__name__} (optional)")
-    return model
-
-
-def _two_images() -> tuple[list[torch.Tensor], list[dict]]:
-    return batch_of([ImageSpec(64, 80, (Instance((4, 6, 40, 50), "solid", 12, (1,)), Instance((30, 20, 64, 80),
-                                                                                               "speckle", 3))),
-                     ImageSpec(48, 96, (Instance((0, 0, 48, 30), "frame", 8),), "saturated")])
-
-
-def test_a_family_with_attributes_gives_those_of_given_boxes(subject):
-    model = subject.fresh(train=False)
-    if not model.num_attributes:
-        pytest.skip(f"{subject.name} predicts no attributes")
-    assert isinstance(model, contract.BoxAttributes), "ModelConfig.build refuses such a model"
-    images, targets = _two_images()
-    with torch.no_grad():
-        found = model.attributes_of_boxes(images, [t["boxes"] for t in targets])
-    assert [tuple(f.shape) for f in found] == [(len(t["boxes"]), model.num_attributes) for t in targets]
-    assert all(((f >= 0) & (f <= 1)).all() for f in found)
-
-
-def test_instance_features_are_finite_named_rows_one_per_instance(subject):
-    model = _having(subject, contract.InstanceFeatures)
-    images, targets = _two_images()
-    with torch.no_grad():
-        found = model.instance_features(images, [t["boxes"] for t in targets], [t["masks"] for t in targets])
-    assert found and all(v.ndim == 2 and len(v) == 3 and torch.isfinite(v).all() for v in found.values()), found
-
-
-def test_the_backbone_is_a_part_of_the_model(subject):
-    model = _having(subject, contract.HasBackbone)
-    assert isinstance(model.backbone, nn.Module)
-    inside = {id(p) for p in model.backbone.parameters()}
-    assert inside and inside <= {id(p) for p in model.parameters()}, "compiling it would not speed the model up"
-
-
-def test_inference_counts_count_what_eval_mode_kept_and_dropped(subject):
-    model = _having(subject, contract.InferenceCounts)
-    model.inference_counts.clear()
-    with torch.no_grad():
-        found = model(_two_images()[0])
-    counts = model.inference_counts
-    assert counts and all(isinstance(v, int) and v >= 0 for v in counts.values())
-    assert counts["kept"] == sum(len(f["boxes"]) for f in found)
-
-
-def test_pixel_confusion_counts_each_pixel_of_the_images_once(subject):
-    model = _having(subject, contract.PixelConfusion)
-    images, targets = _two_images()
-    with torch.no_grad():
-        counts = model.confusion(images, targets)
-    assert counts.shape == (NUM_CLASSES, NUM_CLASSES)
-    assert counts.sum().item() == sum(image.shape[-2] * image.shape[-1] for image in images)
-
-
-def test_every_optional_ability_is_checked():
-    checked = {"instance_features", "backbone", "inference_counts", "confusion"}
-    assert set(contract.ABILITIES) == checked, "a new ability needs its check here"

@@ -65,6 +65,43 @@ def test_a_model_without_the_contract_is_a_clear_error(monkeypatch):
         ModelConfig(ModelParams(family="bare"), {}).build(47, 92)
 
 
+class _EntryPoint:
+    def __init__(self, name: str, value: str, found: object) -> None:
+        self.name, self.value, self.found = name, value, found
+
+    def load(self) -> object:
+        return self.found
+
+
+def test_an_installed_package_adds_a_family_through_an_entry_point(monkeypatch):
+    from torch import nn
+
+    from pipeline.models import registry
+    from pipeline.models.family import Family
+
+    plugged = Family("plugged", dict, lambda *args: nn.Linear(1, 1))
+    installed = [_EntryPoint("plugged", "plug.family:FAMILY", plugged)]
+
+    def entry_points(group: str) -> list:
+        return installed if group == registry.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(registry.importlib.metadata, "entry_points", entry_points)
+    registry._discovered.cache_clear()
+    try:
+        assert registry.family("plugged") is plugged and "plugged" in registry.names()
+        assert {"maskrcnn", "unet", "yolact"} <= set(registry.names()), "beside the built-in families"
+        installed[:] = [_EntryPoint("broken", "plug.family:nothing", object())]
+        registry._discovered.cache_clear()
+        with pytest.raises(FamilyError, match="the entry point broken = plug.family:nothing defines no FAMILY"):
+            registry.names()
+    finally:
+        monkeypatch.undo()
+        registry._discovered.cache_clear()
+    with pytest.raises(FamilyError, match="pipeline.models.families.toy names its family 'other': a family's "
+                                          "package bears its name"):
+        registry._adopt({}, Family("other", dict, plugged.build), f"{FAMILIES_PACKAGE}.toy")
+
+
 def test_a_fake_family_goes_through_every_stage_with_no_change_to_the_pipeline(small_instances, small_dataset,
                                                                                 tmp_path):
     params, args = training_inputs(
@@ -140,7 +177,7 @@ class Toy(nn.Module):
                  "masks": torch.ones(1, 1, 4, 4)} for image in images]
 ''',
     "__init__.py": '''from pipeline.models.families.toy.params import ToyParams
-from pipeline.models.registry import Family
+from pipeline.models.family import Family
 
 
 def build(settings, model_params, num_classes, num_attributes, initial_weights=True):

@@ -7,12 +7,14 @@ still caught before a checkpoint is written.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
 import torch
 from torch import nn
 
+from pipeline.models import registry
 from pipeline.models.layout import backbone_of, speed_up
 from pipeline.models.registry import FamilyError
 from pipeline.training import distributed
@@ -21,10 +23,11 @@ from pipeline.training.schedule import optimizer
 from pipeline.utils import checkpoint
 from pipeline.utils.checkpoint import LAST
 
-from model_configs import one_image, tiny_config, unet_config, yolact_config
+from model_configs import one_image, smoke_config, tiny_config
 from training_runs import TRAIN, datasets, run, weights
 
-FAMILIES = {"maskrcnn": tiny_config, "unet": unet_config, "yolact": yolact_config}
+#: Every family of the registry, with its smoke settings.
+FAMILIES = {name: functools.partial(smoke_config, name) for name in registry.names()}
 
 
 def _losses(config, channels_last: bool = False, compile_backbone: bool = False) -> dict[str, float]:

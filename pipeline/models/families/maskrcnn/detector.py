@@ -75,6 +75,13 @@ class FashionMaskRCNN(MaskRCNN):
         GeneralizedRCNN.__init__(self, built.backbone, built.rpn, built.roi_heads, built.transform)
 
     @property
+    def backbone(self) -> nn.Module:
+        """The ResNet and FPN (the contract's ``HasBackbone``). A property: Python 3.12's protocol check sees class
+        attributes, not a submodule that ``nn.Module`` keeps in ``_modules``; the submodule, and so the
+        checkpoints' keys, are unchanged."""
+        return self._modules["backbone"]
+
+    @property
     def mask_format(self) -> MaskFormat:
         size = self.roi_heads.mask_roi_pool.output_size  # the mask head doubles its RoI pooling size
         return MaskFormat("roi", 2 * (size if isinstance(size, int) else size[0]))

@@ -38,7 +38,7 @@ class MaskRCNNParams:
     # Conv channels of the mask head; torchvision's is four of 256. On a CPU a lighter head pays:
     # each positive RoI costs 0.9 GFLOPs forward in the default head, 0.17 in two of 128.
     mask_head_layers: tuple[int, ...] = DEFAULT_MASK_HEAD
-    attribute_head: bool = True  # predict the attributes (pipeline.models.attribute_head)
+    attribute_head: bool = True  # predict the attributes (its attribute_head module)
     attribute_loss_weight: float = 5.0  # on the mean binary cross-entropy over attributes
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.model import ModelParams
 from pipeline.models.families.unet.params import UNetParams
-from pipeline.models.registry import Family
+from pipeline.models.family import Family
 
 if TYPE_CHECKING:
     from torch import nn

@@ -64,6 +64,13 @@ class FashionYOLACT(nn.Module):
         self.num_attributes = num_attributes
 
     @property
+    def backbone(self) -> nn.Module:
+        """The ResNet and FPN, P3 to P7 (the contract's ``HasBackbone``). A property: Python 3.12's protocol check
+        sees class attributes, not a submodule that ``nn.Module`` keeps in ``_modules``; the submodule, and so the
+        checkpoints' keys, are unchanged."""
+        return self._modules["backbone"]
+
+    @property
     def mask_format(self) -> MaskFormat:
         return MaskFormat("crop", self.settings.mask_size)
 
