@@ -52,9 +52,9 @@ def count_predictions(_: str) -> None:
     images, parts = [0], collections.Counter()
     predict_batch, write_part = predict.predict_batch, store._write_part
 
-    def counted_batch(model, batch, *args, **kwargs):
+    def counted_batch(inference, batch, *args, **kwargs):
         images[0] += len(batch)
-        return predict_batch(model, batch, *args, **kwargs)
+        return predict_batch(inference, batch, *args, **kwargs)
 
     def counted_part(folder, *args):
         parts[folder.parent.name] += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torchvision.ops import batched_nms
 
@@ -62,6 +62,7 @@ def test_overlap_removal_leaves_no_shared_pixel_within_a_class_and_ignores_other
                           st.integers(2, 30), st.integers(2, 30)), max_size=12),
        st.sampled_from([0.3, 0.5, 0.7]))
 def test_one_view_clusters_are_class_wise_nms(rows, iou):
+    assume(len({row[1] for row in rows}) == len(rows))  # tied scores: either order is NMS, torchvision picks its own
     found = detections([(c, s, (x, y, x + w, y + h), 0) for c, s, x, y, w, h in rows])
     kept = clusters(found, iou)
     expected = batched_nms(torch.tensor(found.boxes), torch.tensor(found.scores), torch.tensor(found.categories),

@@ -43,7 +43,7 @@ def test_a_killed_training_run_resumes_to_the_uninterrupted_result(small_instanc
     assert checkpoint.load(cut / "run" / "last.pt")["state"]["step"] == 3
     resumed = stage("train", *args, *run_dirs(cut))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout and "step 3" in resumed.stdout
+    assert "resuming" in resumed.stderr and "step 3" in resumed.stderr
     expected = checkpoint.load(tmp_path / "whole" / "run" / "last.pt")
     got = checkpoint.load(cut / "run" / "last.pt")
     timing = {"val_seconds"}  # a measured duration, not a result
