@@ -34,16 +34,13 @@ def _loads(code: str, module: str = "torch") -> bool:
     return done.stdout.strip().splitlines()[-1] == "True"
 
 
-def _loads_torch(code: str) -> bool:
-    return _loads(code)
-
 
 def test_reading_the_label_set_does_not_load_torch():
-    assert not _loads_torch("from pipeline.data.labels import load_labels; load_labels()")
+    assert not _loads("from pipeline.data.labels import load_labels; load_labels()")
 
 
 def test_listing_the_families_and_their_sections_does_not_load_torch():
-    assert not _loads_torch("from pipeline.models import registry; print(registry.names(), registry.sections())")
+    assert not _loads("from pipeline.models import registry; print(registry.names(), registry.sections())")
 
 
 def test_a_family_package_and_its_schema_load_without_pydantic():
