@@ -158,7 +158,7 @@ def detections(folder: Path) -> int:
 
 def counts(folder: Path) -> dict[str, int]:
     """What the stages handled at one size: the count each stage's cost is fitted against."""
-    report = json.loads((folder / "metrics" / "data_report.json").read_text())
+    report = json.loads((folder / "reports" / "data.json").read_text())
     params = yaml.safe_load((folder / "params.yaml").read_text())
     folds = pd.read_csv(folder / "data" / "folds.csv")
     predictions = folder / "predictions" / FAMILY
@@ -170,7 +170,7 @@ def counts(folder: Path) -> dict[str, int]:
         found["val_detections"] = detections(predictions / "val")
         found["test_detections"] = detections(predictions / "test")
         found["predicted_images"] = found["val_images"] + found["test_images"]
-    if (tune := folder / "metrics" / FAMILY / "tune.json").is_file():
+    if (tune := folder / "reports" / FAMILY / "tune.json").is_file():
         found["tuned_images"] = json.loads(tune.read_text())["images"]
     if (items := folder / "index" / "items.parquet").is_file():
         found["catalogue_items"] = pq.ParquetFile(items).metadata.num_rows

@@ -82,7 +82,7 @@ def main() -> None:
     if args.copy_only:
         return
     dvc(args.workspace, "repro", "compare")
-    print((args.workspace / "metrics" / "compare.md").read_text(encoding="utf-8"), end="")
+    print((args.workspace / "reports" / "compare.md").read_text(encoding="utf-8"), end="")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pipeline.config.kaggle import KernelBuildParams
 from pipeline.config.params import load_section
-from pipeline.kaggle.bundle import build, wheelhouse
 from stages._cli import parser, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,24 +32,41 @@ def main() -> None:
                      help="Python versions of the wheels (default: kaggle_kernel.python_versions)")
     cli.add_argument("--wheelhouse-only", action="store_true",
                      help="only download the wheels, for this interpreter unless --python says otherwise")
+    cli.add_argument("--notebook", action="store_true",
+                     help="write the kernel as a notebook (.ipynb, Kaggle's default type) instead of a script")
+    cli.add_argument("--allow-missing-weights", action="store_true",
+                     help="build although the params name a weights file that no attached dataset provides")
     args = cli.parse_args()
+    from pipeline.kaggle.bundle import BundleError, build, notebook_params, weights_problem, wheelhouse
     settings = load_section(args.params, "kaggle_kernel", KernelBuildParams)
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     versions = tuple(args.python or ([current] if args.wheelhouse_only else settings.python_versions))
     settings = settings.model_copy(update={"python_versions": versions, "owner": args.owner or settings.owner,
                                            "enable_internet": args.internet or settings.enable_internet,
                                            "resume": args.resume or settings.resume})
+    params = notebook_params(REPO, Path(args.params), settings)
+    problem = None if args.wheelhouse_only else weights_problem(params, settings)
+    if problem and not args.allow_missing_weights:  # before minutes of downloads
+        raise BundleError(f"{problem} (--allow-missing-weights builds anyway)")
     wheels = wheelhouse(args.wheelhouse / ("py" + "-".join(versions)), versions)
     print(f"dependency wheels for Python {', '.join(versions)}: {wheels}")
     if args.wheelhouse_only:
         return
-    built = build(REPO, args.out, Path(args.params), settings, wheels, os.environ)
+    built = build(REPO, args.out, Path(args.params), settings, wheels, os.environ, as_notebook=args.notebook,
+                  allow_missing_weights=args.allow_missing_weights)
     meta = built.metadata
-    print(f"kernel {meta['id']} (internet {'on' if meta['enable_internet'] else 'off'}, {meta['machine_shape']}):\n"
-          f"  kaggle datasets create -p {built.dataset}   # later builds: kaggle datasets version -p ... -m MSG\n"
-          f"  kaggle kernels push -p {built.kernel}\n"
-          f"  kaggle kernels status {meta['id']}\n"
-          f"  kaggle kernels output {meta['id']} -p kaggle-output")
+    weights = params.get("kaggle_session", {}).get("weights_file", "")
+    steps = [f"kaggle datasets create -p {built.dataset}   # the code; later builds: kaggle datasets version -p "
+             f"{built.dataset} -m MSG"]
+    if settings.weights_dataset:
+        steps.append(f"# once: the dataset {settings.weights_dataset} must hold {weights or 'the weights file'} "
+                     "(docs/kaggle.md, 'Pretrained weights in an offline notebook')")
+    steps += [f"kaggle kernels push -p {built.kernel}", f"kaggle kernels status {meta['id']}",
+              f"kaggle kernels output {meta['id']} -p kaggle-output"]
+    print(f"kernel {meta['id']} ({meta['kernel_type']}, internet {'on' if meta['enable_internet'] else 'off'}, "
+          f"{meta['machine_shape']}); uploads and runs, in order:\n" + "\n".join(f"  {step}" for step in steps))
+    if problem:
+        print(f"WARNING: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

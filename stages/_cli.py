@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pipeline.config.model import ModelParams
@@ -33,6 +33,16 @@ def positive(text: str) -> int:
 def add_family(cli: argparse.ArgumentParser) -> None:
     """--family: the model family to run (dvc.yaml's per-family stages pass it); default ``model.family``."""
     cli.add_argument("--family", help="model family (a params section, e.g. maskrcnn or unet); default: model.family")
+
+
+def require_inputs(args: argparse.Namespace, made_by: Mapping[str, str]) -> None:
+    """Each path argument of ``made_by`` (by its dest, e.g. ``"instances"``) must exist; otherwise an error that
+    names the stage of dvc.yaml that makes it. Checked before anything heavy is imported or read."""
+    for dest, stage in made_by.items():
+        path = getattr(args, dest)
+        if path is not None and not Path(path).exists():
+            option = "--" + dest.replace("_", "-")
+            raise PipelineError(f"{path} ({option}) does not exist: run stage {stage} first (dvc repro {stage})")
 
 
 def tuned_postprocess(params: str, tuned: Path | None, family: str | None = None) -> Path:

@@ -3,33 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.config.shop import SegmentParams
 from pipeline.config.tuned import load_tuned
-from pipeline.data.labels import load_labels
-from pipeline.inference.predict import Inference, make_views
-from pipeline.inference.trained import open_model
-from pipeline.models import registry
-from pipeline.shop.segment import Segmenter
+from pipeline.data.labels import BUNDLED_LABELS, load_labels
 from pipeline.utils.errors import PipelineError
 from stages._cli import tuned_postprocess
 
+if TYPE_CHECKING:
+    from pipeline.shop.segment import Segmenter
 
-def add_model_arguments(cli: argparse.ArgumentParser) -> None:
+#: What a folder or a pattern given as photos is read for (compared without case).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def add_arguments(cli: argparse.ArgumentParser) -> None:
+    """The photos, then the model's arguments."""
+    cli.add_argument("photos", nargs="+", help="photos of any size: files, folders (every image inside, sorted) "
+                                               "or quoted patterns such as 'shop/*.jpg'")
     cli.add_argument("--run-dir", type=Path, help="training run folder (default: models/<family>)")
     cli.add_argument("--tuned", type=Path, help="tuned post-processing (default: tuning/<family>/postprocess.yaml)")
-    cli.add_argument("--labels", type=Path, default=Path("data/raw/label_descriptions.json"),
-                     help="label_descriptions.json (default: data/raw/label_descriptions.json)")
+    cli.add_argument("--labels", type=Path, default=BUNDLED_LABELS,
+                     help="label_descriptions.json (default: the competition's label set, shipped in the package)")
+
+
+def photo_paths(inputs: list[str]) -> list[Path]:
+    """The photos ``inputs`` name, in order: a folder gives its images (``PHOTO_SUFFIXES``, sorted), a pattern
+    (``*``, ``?``, ``[``) its matches (sorted), a file itself (a missing one is reported when it is read)."""
+    paths: list[Path] = []
+    for given in inputs:
+        if Path(given).is_file():
+            found, what = [Path(given)], ""
+        elif Path(given).is_dir():
+            found = sorted(p for p in Path(given).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+            what = f"{given}: a folder with no images ({', '.join(PHOTO_SUFFIXES)})"
+        elif glob.has_magic(given):
+            found = sorted(Path(p) for p in glob.glob(given, recursive=True) if Path(p).is_file())
+            what = f"{given}: no file matches this pattern"
+        else:
+            found, what = [Path(given)], ""
+        if not found:
+            raise PipelineError(what)
+        paths += found
+    return paths
 
 
 def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmenter, dict]:
     """The segmenter of ``family`` (default ``model.family``) and a description of its model for the JSON."""
+    from pipeline.inference.predict import Inference, make_views
+    from pipeline.inference.trained import open_model
+    from pipeline.models import registry
+    from pipeline.shop.segment import Segmenter
+
     family = family or load_section(args.params, "model", ModelParams).family
     config = registry.load(args.params, family)
     segment = load_section(args.params, "segment", SegmentParams)
@@ -49,12 +83,14 @@ def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmen
 
 
 def for_each_photo(paths: list[Path], work: Callable[[Path, str], str], doing: str) -> None:
-    """``work(path, output name)`` for each photo, printing what it returns; a photo that fails is reported and
-    skipped, and the exit status is 1 when any failed."""
+    """``work(path, output name)`` for each photo, printing what it returns and its milliseconds; a photo that
+    fails is reported and skipped, and the exit status is 1 when any failed."""
     failed = 0
     for path, name in zip(paths, output_names(paths), strict=True):
         try:
-            print(f"{path}: {work(path, name)}")
+            started = time.perf_counter()
+            said = work(path, name)
+            print(f"{path}: {said} ({(time.perf_counter() - started) * 1000:.0f} ms)")
         except PipelineError as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)

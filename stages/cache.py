@@ -7,10 +7,7 @@ from pathlib import Path
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
 from pipeline.config.training import AugmentParams, CacheParams
-from pipeline.data.annotations import read_instances
-from pipeline.data.image_cache import CacheSettings, build_cache
-from pipeline.utils.io import write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -20,6 +17,10 @@ def main() -> None:
     cli.add_argument("--out", type=Path, required=True, help="cache folder (images/ and instances.parquet)")
     cli.add_argument("--report", type=Path, required=True, help="cache report (JSON)")
     args = cli.parse_args()
+    require_inputs(args, {"instances": "prepare", "images": "download"})
+    from pipeline.data.annotations import read_instances
+    from pipeline.data.image_cache import CacheSettings, build_cache
+    from pipeline.utils.io import write_json
     model = load_section(args.params, "model", ModelParams)
     augment = load_section(args.params, "augment", AugmentParams)
     params = load_section(args.params, "cache", CacheParams)

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.comparison import families as comparison
-from pipeline.comparison import table
-from pipeline.data.annotations import read_instances
-from pipeline.data.dataset import validation_dataset
 from pipeline.data.labels import load_labels
-from pipeline.utils.io import write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -31,6 +26,13 @@ def main() -> None:
     cli.add_argument("--table", type=Path, required=True, help="Markdown table")
     cli.add_argument("--chart", type=Path, required=True, help="PNG bar chart")
     args = cli.parse_args()
+    require_inputs(args, {"models": "train", "evaluation": "evaluate", "instances": "cache", "images": "cache",
+                          "folds": "folds", "labels": "download"})
+    from pipeline.comparison import families as comparison
+    from pipeline.comparison import table
+    from pipeline.data.annotations import read_instances
+    from pipeline.data.dataset import validation_dataset
+    from pipeline.utils.io import write_json
     settings = comparison.Settings.load(Path(args.params))
     num_attributes = len(load_labels(args.labels).attributes)
     val_set = validation_dataset(read_instances(args.instances), args.images, args.folds, settings.train.fold,

@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config.params import DataParams, SyntheticParams, load_section
-from pipeline.data import download, synthetic
-from pipeline.kaggle.api import authenticated_api
-from pipeline.kaggle.download import kaggle_download
 from stages._cli import parser, run
 
 
@@ -17,6 +14,9 @@ def main() -> None:
     cli.add_argument("--archives", type=Path, default=Path("data/downloads"),
                      help="where the Kaggle archive is kept until unpacked (source=kaggle)")
     args = cli.parse_args()
+    from pipeline.data import download, synthetic
+    from pipeline.kaggle.api import authenticated_api
+    from pipeline.kaggle.download import kaggle_download
     data = load_section(args.params, "data", DataParams)
     if data.source == "synthetic":
         summary = synthetic.write_dataset(args.out, load_section(args.params, "synthetic", SyntheticParams))

@@ -1,8 +1,9 @@
 """Stage evaluate: the validation score with default and tuned post-processing, with and without TTA.
 
-Writes the metrics (per class too), the validation predictions in submission format (score
-them with your own implementation of the metric), and a PNG gallery of ground truth beside
-prediction that ``dvc plots show`` includes.
+Writes the headline metrics (``--metrics``: the submitted score with and without TTA), the report
+(``--report``: every variant, per class, the attribute policies and groups), the validation
+predictions in submission format (score them with your own implementation of the metric), and a
+PNG gallery of ground truth beside prediction that ``dvc plots show`` includes.
 """
 
 from __future__ import annotations
@@ -12,13 +13,8 @@ from pathlib import Path
 from pipeline.config.inference import EvaluateParams, PostprocessParams
 from pipeline.config.params import load_section
 from pipeline.config.tuned import load_tuned
-from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
-from pipeline.evaluation.evaluate import Outputs, evaluate
-from pipeline.inference import store
-from pipeline.inference.postprocess import check_attribute_settings
-from pipeline.utils.io import write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -28,11 +24,20 @@ def main() -> None:
     cli.add_argument("--images", type=Path, required=True, help="folder of the original train images")
     cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--tuned", type=Path, required=True, help="tuned postprocess section (stage tune)")
-    cli.add_argument("--metrics", type=Path, required=True, help="JSON metrics to write")
+    cli.add_argument("--metrics", type=Path, required=True, help="headline metrics (JSON) to write")
+    cli.add_argument("--report", type=Path, required=True, help="the whole report (JSON) to write")
     cli.add_argument("--val-submission", type=Path, required=True, help="validation predictions as a submission CSV")
     cli.add_argument("--gallery", type=Path, required=True, help="folder of PNG pictures")
     cli.add_argument("--image-scores", type=Path, help="CSV of each image's submitted score (stage compare's input)")
     args = cli.parse_args()
+    require_inputs(args, {"predictions": "predict", "instances": "prepare", "images": "download", "labels": "download",
+                          "tuned": "tune"})
+    from pipeline.data.annotations import read_instances
+    from pipeline.evaluation import headline
+    from pipeline.evaluation.evaluate import Outputs, evaluate
+    from pipeline.inference import store
+    from pipeline.inference.postprocess import check_attribute_settings
+    from pipeline.utils.io import write_json
     default = load_section(args.params, "postprocess", PostprocessParams)
     tuned_file = load_tuned(args.tuned)
     tuned = tuned_file.postprocess
@@ -43,7 +48,8 @@ def main() -> None:
     tuned_file.require_family(predictions.family, args.tuned, f"the predictions in {args.predictions}")
     metrics, rows = evaluate(predictions, read_instances(args.instances), args.images, labels, default, tuned, params,
                              Outputs(args.val_submission, args.gallery, args.image_scores))
-    write_json(args.metrics, metrics)
+    write_json(args.report, metrics)
+    write_json(args.metrics, headline.evaluation(metrics))
     print(f"validation ({len(predictions.images)} images, {rows} rows, match on {params.match_on}): "
           f"default {metrics['default_tta']:.4f} with TTA / {metrics['default_no_tta']:.4f} without; "
           f"tuned {metrics['tuned_tta']:.4f} / {metrics['tuned_no_tta']:.4f}; submitted {metrics['submitted']:.4f}")

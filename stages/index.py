@@ -1,7 +1,8 @@
 """Stage index: the catalogue of similar items, every true instance of the training folds described by the model.
 
 Writes ``<out>/catalogue.faiss``, ``<out>/items.parquet`` and ``<out>/manifest.json``
-(``pipeline.shop.catalogue``), and the retrieval scores on the validation fold to ``--metrics``.
+(``pipeline.shop.catalogue``), and the retrieval scores on the validation fold: the headline to ``--metrics``,
+every attribute group and feature set to ``--report``.
 """
 
 from __future__ import annotations
@@ -11,17 +12,8 @@ from pathlib import Path
 from pipeline.config.params import load_section
 from pipeline.config.shop import IndexParams
 from pipeline.config.training import TrainParams
-from pipeline.data.annotations import read_instances
-from pipeline.data.attributes import groups_of
-from pipeline.data.dataset import fold_datasets
 from pipeline.data.labels import load_labels
-from pipeline.inference.trained import open_model
-from pipeline.models import registry
-from pipeline.shop.build import Sources, build_catalogue, catalogue_key
-from pipeline.shop.catalogue import save_catalogue
-from pipeline.shop.features import require_features
-from pipeline.utils.io import write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -32,8 +24,21 @@ def main() -> None:
     cli.add_argument("--folds", type=Path, required=True, help="folds.csv")
     cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--out", type=Path, required=True, help="catalogue folder to write")
-    cli.add_argument("--metrics", type=Path, required=True, help="retrieval scores (JSON) to write")
+    cli.add_argument("--metrics", type=Path, required=True, help="headline retrieval scores (JSON) to write")
+    cli.add_argument("--report", type=Path, required=True, help="every retrieval score (JSON) to write")
     args = cli.parse_args()
+    require_inputs(args, {"instances": "cache", "images": "cache", "folds": "folds",
+                          "labels": "download"})
+    from pipeline.data.annotations import read_instances
+    from pipeline.data.attributes import groups_of
+    from pipeline.data.dataset import fold_datasets
+    from pipeline.evaluation import headline
+    from pipeline.inference.trained import open_model
+    from pipeline.models import registry
+    from pipeline.shop.build import Sources, build_catalogue, catalogue_key
+    from pipeline.shop.catalogue import save_catalogue
+    from pipeline.shop.features import require_features
+    from pipeline.utils.io import write_json
     params = load_section(args.params, "index", IndexParams)
     config = registry.load(args.params, params.family)
     labels = load_labels(args.labels)
@@ -46,7 +51,8 @@ def main() -> None:
     catalogue, metrics = build_catalogue(Sources(trained.model, catalogue_key(trained.checkpoint, config), *datasets,
                                                  args.images, trained.device), params, groups_of(labels))
     save_catalogue(args.out, catalogue)
-    write_json(args.metrics, metrics)
+    write_json(args.report, metrics)
+    write_json(args.metrics, headline.retrieval(metrics))
     pattern = metrics["attribute_groups"].get("textile pattern", {})
     print(f"{args.out}: {metrics['catalogue_items']} items, {metrics['features']} features, {params.kind} index; "
           f"precision@{params.k} category {metrics['category']['precision']:.3f} "

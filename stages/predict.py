@@ -12,17 +12,8 @@ from pathlib import Path
 from pipeline.config.inference import PredictParams
 from pipeline.config.params import load_section
 from pipeline.config.training import TrainParams
-from pipeline.data.annotations import read_instances
-from pipeline.data.folds import read_folds, split
 from pipeline.data.labels import load_labels
-from pipeline.inference import store as raw_predictions
-from pipeline.inference.predict import Inference, make_views, predict_files, prediction_key, records_of
-from pipeline.inference.trained import open_model
-from pipeline.models import registry
-from pipeline.models.contract import InferenceCounts
-from pipeline.models.layout import speed_up
-from pipeline.submission.rows import test_records
-from stages._cli import add_family, parser, positive, run
+from stages._cli import add_family, parser, positive, require_inputs, run
 
 
 def main() -> None:
@@ -39,6 +30,17 @@ def main() -> None:
     cli.add_argument("--limit", type=positive, help="smoke runs: the first N images of each split only (a folder "
                      "no other stage reads)")
     args = cli.parse_args()
+    require_inputs(args, {"instances": "prepare", "folds": "folds", "train_images": "download",
+                          "sample_submission": "download", "test_images": "download", "labels": "download"})
+    from pipeline.data.annotations import read_instances
+    from pipeline.data.folds import read_folds, split
+    from pipeline.inference import store as raw_predictions
+    from pipeline.inference.predict import Inference, make_views, predict_files, prediction_key, records_of
+    from pipeline.inference.trained import open_model
+    from pipeline.models import registry
+    from pipeline.models.contract import InferenceCounts
+    from pipeline.models.layout import speed_up
+    from pipeline.submission.rows import test_records
     config = registry.load(args.params, args.family)
     params = load_section(args.params, "predict", PredictParams)
     fold = load_section(args.params, "train", TrainParams).fold

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config.params import FoldsParams, PrepareParams, load_section
-from pipeline.data.annotations import prepare
 from pipeline.data.labels import load_labels
-from pipeline.utils.io import atomic_write, write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -17,6 +15,9 @@ def main() -> None:
     cli.add_argument("--out", type=Path, required=True, help="instance table (parquet)")
     cli.add_argument("--report", type=Path, required=True, help="data report (JSON)")
     args = cli.parse_args()
+    require_inputs(args, {"raw": "download"})
+    from pipeline.data.annotations import prepare
+    from pipeline.utils.io import atomic_write, write_json
     params = load_section(args.params, "prepare", PrepareParams)
     n_folds = load_section(args.params, "folds", FoldsParams).n_folds
     result = prepare(args.raw / "train.csv", load_labels(args.raw / "label_descriptions.json"), args.raw / "train",

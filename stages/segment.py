@@ -13,20 +13,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.shop.render import items_json, overlay
-from pipeline.shop.segment import photo_on_grid
-from pipeline.utils.io import atomic_path, write_json
 from stages._cli import add_family, parser, run
-from stages._photos import add_model_arguments, for_each_photo, open_segmenter, output_folder
+from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder, photo_paths
 
 
 def main() -> None:
     cli = parser(__doc__)
     add_family(cli)
-    cli.add_argument("photos", type=Path, nargs="+", help="JPEG or PNG files of any size")
-    add_model_arguments(cli)
+    add_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("segmented"), help="folder to write (default: segmented)")
     args = cli.parse_args()
+    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
+    from pipeline.shop.render import items_json, overlay
+    from pipeline.shop.segment import photo_on_grid
+    from pipeline.utils.io import atomic_path, write_json
     output_folder(args.out, make=False)
     segment, model_info = open_segmenter(args, args.family)
     output_folder(args.out)
@@ -38,7 +38,7 @@ def main() -> None:
         write_json(args.out / f"{name}.json", items_json(photo, items, segment.labels, model_info))
         return f"{len(items)} item(s) -> {args.out / name}.png, .json"
 
-    for_each_photo(args.photos, work, "segmented")
+    for_each_photo(photos, work, "segmented")
 
 if __name__ == "__main__":
     run(main)

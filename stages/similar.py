@@ -15,26 +15,26 @@ from pathlib import Path
 
 from pipeline.config.params import load_section
 from pipeline.config.shop import IndexParams
-from pipeline.models import registry
-from pipeline.shop.build import catalogue_key
-from pipeline.shop.catalogue import load_catalogue
-from pipeline.shop.features import require_features
-from pipeline.shop.render import contact_sheet, items_json
-from pipeline.shop.segment import photo_on_grid
-from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
-from pipeline.utils.io import atomic_path, write_json
 from stages._cli import parser, positive, run
-from stages._photos import add_model_arguments, for_each_photo, open_segmenter, output_folder
+from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder, photo_paths
 
 
 def main() -> None:
     cli = parser(__doc__)
-    cli.add_argument("photos", type=Path, nargs="+", help="JPEG or PNG files of any size")
     cli.add_argument("--k", type=positive, default=8, help="similar items per item (default 8)")
     cli.add_argument("--index", type=Path, default=Path("index"), help="catalogue folder (stage index)")
-    add_model_arguments(cli)
+    add_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("similar"), help="folder to write (default: similar)")
     args = cli.parse_args()
+    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
+    from pipeline.models import registry
+    from pipeline.shop.build import catalogue_key
+    from pipeline.shop.catalogue import load_catalogue
+    from pipeline.shop.features import require_features
+    from pipeline.shop.render import contact_sheet, items_json
+    from pipeline.shop.segment import photo_on_grid
+    from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
+    from pipeline.utils.io import atomic_path, write_json
     output_folder(args.out, make=False)
     family = load_section(args.params, "index", IndexParams).family
     segment, model_info = open_segmenter(args, family)
@@ -56,7 +56,7 @@ def main() -> None:
             contact_sheet(rows).save(tmp, format="PNG")
         return f"{len(items)} item(s), up to {args.k} similar each -> {args.out / name}.json, .png"
 
-    for_each_photo(args.photos, work, "searched")
+    for_each_photo(photos, work, "searched")
 
 if __name__ == "__main__":
     run(main)

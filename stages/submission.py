@@ -12,11 +12,7 @@ from pipeline.config.inference import SubmissionParams
 from pipeline.config.params import load_section
 from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
-from pipeline.inference import store
-from pipeline.inference.postprocess import check_attribute_settings
-from pipeline.submission import rows as submission
-from pipeline.submission.encode import encoded_rows
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -28,6 +24,12 @@ def main() -> None:
     cli.add_argument("--tuned", type=Path, required=True, help="tuned postprocess section (stage tune)")
     cli.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     args = cli.parse_args()
+    require_inputs(args, {"predictions": "predict", "sample_submission": "download", "test_images": "download",
+                          "labels": "download", "tuned": "tune"})
+    from pipeline.inference import store
+    from pipeline.inference.postprocess import check_attribute_settings
+    from pipeline.submission import rows as submission
+    from pipeline.submission.encode import encoded_rows
     tuned = load_tuned(args.tuned)
     params = tuned.postprocess
     labels = load_labels(args.labels)

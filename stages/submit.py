@@ -13,9 +13,6 @@ from pathlib import Path
 from pipeline.config.params import DataParams, load_section
 from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
-from pipeline.kaggle import submit as kaggle_submit
-from pipeline.kaggle.api import authenticated_api
-from pipeline.submission import rows as submission
 from stages._cli import parser, run, tuned_postprocess
 
 
@@ -29,6 +26,9 @@ def main() -> None:
     cli.add_argument("--tuned", type=Path, help="the tuned post-processing; default: "
                      "tuning/<model.family>/postprocess.yaml")
     args = cli.parse_args()
+    from pipeline.kaggle import submit as kaggle_submit
+    from pipeline.kaggle.api import authenticated_api
+    from pipeline.submission import rows as submission
     args.tuned = tuned_postprocess(args.params, args.tuned)
     competition = load_section(args.params, "data", DataParams).competition
     params = load_tuned(args.tuned).postprocess

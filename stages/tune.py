@@ -1,9 +1,9 @@
 """Stage tune: search the post-processing thresholds that maximise the metric on the validation fold.
 
 Reuses the saved raw predictions (no model). Writes the best set as a params-like file
-(``postprocess:`` section) that stages evaluate and submission read, and a metrics file with
-the score before and after tuning and the held-out estimate (tuned on one half, scored on
-the other), which is the honest number.
+(``postprocess:`` section) that stages evaluate and submission read, the headline metrics (the
+tuned score and the held-out estimate: tuned on one half, scored on the other, the honest
+number) and a report of the whole search.
 """
 
 from __future__ import annotations
@@ -14,14 +14,8 @@ from pathlib import Path
 from pipeline.config.inference import PostprocessParams, TuneParams
 from pipeline.config.params import load_section
 from pipeline.config.tuned import Tuned
-from pipeline.data.annotations import read_instances
 from pipeline.data.labels import load_labels
-from pipeline.evaluation import scoring
-from pipeline.evaluation import search as tuning
-from pipeline.inference import store
-from pipeline.inference.postprocess import check_attribute_settings
-from pipeline.utils.io import atomic_write, write_json
-from stages._cli import parser, run
+from stages._cli import parser, require_inputs, run
 
 
 def main() -> None:
@@ -30,8 +24,16 @@ def main() -> None:
     cli.add_argument("--instances", type=Path, required=True, help="prepared instance table (the ground truth)")
     cli.add_argument("--labels", type=Path, required=True, help="label_descriptions.json")
     cli.add_argument("--out", type=Path, required=True, help="the tuned postprocess section (YAML)")
-    cli.add_argument("--metrics", type=Path, required=True, help="JSON metrics of the search")
+    cli.add_argument("--metrics", type=Path, required=True, help="headline metrics (JSON) to write")
+    cli.add_argument("--report", type=Path, required=True, help="report of the search (JSON) to write")
     args = cli.parse_args()
+    require_inputs(args, {"predictions": "predict", "instances": "prepare", "labels": "download"})
+    from pipeline.data.annotations import read_instances
+    from pipeline.evaluation import headline, scoring
+    from pipeline.evaluation import search as tuning
+    from pipeline.inference import store
+    from pipeline.inference.postprocess import check_attribute_settings
+    from pipeline.utils.io import atomic_write, write_json
     start = load_section(args.params, "postprocess", PostprocessParams)
     params = load_section(args.params, "tune", TuneParams)
     labels = load_labels(args.labels)
@@ -46,7 +48,7 @@ def main() -> None:
         held_out, held_out_policy = tuning.held_out_score(scorer, records, start, params, labels)
     seconds = time.perf_counter() - began
     atomic_write(args.out, Tuned(predictions.family, found.params).text())
-    write_json(args.metrics, {"images": len(records), "match_on": params.match_on,
+    report = {"images": len(records), "match_on": params.match_on,
                               "default": round(found.start_score, 5),
                               "tuned_thresholds": round(found.thresholds_score, 5), "tuned": round(found.score, 5),
                               "tuned_held_out": round(held_out, 5),
@@ -54,7 +56,9 @@ def main() -> None:
                                                 "before_attribute_tuning": _rounded(found.policy_start_score),
                                                 "tuned": _rounded(found.policy_score),
                                                 "tuned_held_out": _rounded(held_out_policy)},
-                              "evaluations": found.evaluations, "seconds": round(seconds, 1)})
+                              "evaluations": found.evaluations, "seconds": round(seconds, 1)}
+    write_json(args.report, report)
+    write_json(args.metrics, headline.tuning(report))
     changed = {k: v for k, v in found.params.model_dump().items() if v != getattr(start, k)}
     print(f"tuned on {len(records)} images in {seconds:.0f} s, {scorer.workers} process(es), "
           f"{found.evaluations} evaluations: {found.start_score:.4f} -> {found.score:.4f} "

@@ -15,7 +15,6 @@ from pipeline.config.inference import grids
 from pipeline.config.literals import Grid
 from pipeline.config.tuned import load_tuned
 from pipeline.data.labels import load_labels
-from pipeline.submission import rows as submission
 from stages._cli import parser, run, tuned_postprocess
 
 
@@ -30,6 +29,7 @@ def main() -> None:
     cli.add_argument("--grid", choices=get_args(Grid), help="the grid, instead of the tuned file's (which is then "
                      "not read)")
     args = cli.parse_args()
+    from pipeline.submission import rows as submission
     grid = args.grid or load_tuned(tuned_postprocess(args.params, args.tuned)).postprocess.grid
     records = submission.test_records(args.sample_submission, args.test_images)
     labels = load_labels(args.labels)

@@ -69,3 +69,17 @@ def test_every_command_the_docs_show_exists_with_the_options_they_give_it():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, f"{command} --help: {err}"
         assert not {o for o in options if o not in out}, f"{command} --help lacks an option the docs use"
+
+
+PATH_NAMED = re.compile(r"(?<![\w/.-])((?:pipeline|stages|tests|benchmarks|tools|kaggle_kernel|compare)/[\w./-]*\w)")
+
+
+def test_every_project_path_the_docs_name_exists():
+    named = 0
+    for page in [REPO / "README.md", *DOCS]:
+        for path in PATH_NAMED.findall(page.read_text(encoding="utf-8")):
+            if "<" in path or path.endswith(".cache"):
+                continue
+            named += 1
+            assert (REPO / path).exists(), f"{page.name} names {path}, which does not exist"
+    assert named > 30

@@ -1,6 +1,7 @@
 """Write (or check) the code dependencies of every stage of dvc.yaml, from the modules the stage imports.
 
-A stage depends on each module of ``pipeline`` and ``stages`` that importing ``stages.<name>`` loads; a stage
+A stage depends on each module of ``pipeline`` and ``stages`` that running ``stages.<name>`` loads (every import
+statement of the stages' modules followed, those inside functions too: ``tools/stage_modules.py``); a stage
 that builds a model (it imports the family registry) also depends on the shared code that any family's package
 imports, since it imports the family only when it runs. The family's own package is a folder dependency written
 by hand (``pipeline/models/families/${item}``), which this keeps, as it keeps every dependency that is not a
@@ -25,9 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's pipeline, not another one installed
 REGISTRY = "pipeline/models/registry.py"
-_LOADED = ("import sys, stages.{name}\n"
-           "for name, module in sorted(sys.modules.items()):\n"
-           "    if name.split('.')[0] in ('pipeline', 'stages'): print(module.__file__)")
+STAGE_MODULES = REPO / "tools" / "stage_modules.py"
 
 
 def is_code(dep: str) -> bool:
@@ -36,7 +35,7 @@ def is_code(dep: str) -> bool:
 
 def imported_files(stage: str) -> set[str]:
     """The repository's modules that importing ``stages.<stage>`` loads, in a fresh interpreter."""
-    done = subprocess.run([sys.executable, "-c", _LOADED.format(name=stage)], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, str(STAGE_MODULES), stage], cwd=REPO, capture_output=True,
                           text=True, check=True)
     return {Path(line).resolve().relative_to(REPO).as_posix() for line in done.stdout.split()}
 

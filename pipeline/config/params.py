@@ -7,6 +7,8 @@ reads the file. Unknown or misspelt keys are errors, not silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
@@ -108,6 +110,13 @@ def _booleans_as_numbers(model: type, data: object) -> list[str]:
             for key, value in data.items() if key in types and _holds_bool(value) and not _admits_bool(types[key])]
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'epochs'?)"`` for the closest of ``known`` to a misspelt ``word``; else the known ones."""
+    known = list(known)
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (the settings are: {', '.join(known)})"
+
+
 def _type_name(annotation: object) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
@@ -133,6 +142,10 @@ def validate_section(data: dict, name: str, model: type[T], path: Path | str, co
     section = data[name]
     if complete and isinstance(section, dict) and (missing := [k for k in _field_types(model) if k not in section]):
         raise ParamsError(f"{path}: section '{name}' lacks {', '.join(missing)}")
+    fields = _field_types(model)
+    if isinstance(section, dict) and fields and (unknown := [k for k in section if k not in fields]):
+        raise ParamsError(f"{path}: section '{name}': " + "; ".join(
+            f"no setting {key!r}{did_you_mean(str(key), fields)}" for key in unknown))
     try:
         return TypeAdapter(model).validate_python(data[name])
     except ValidationError as exc:
@@ -152,7 +165,7 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any], source: str, where: 
     for key, value in overrides.items():
         path = f"{where}{key}"
         if key not in base:
-            raise ParamsError(f"{source}: {path} is not in params.yaml (misspelt?)")
+            raise ParamsError(f"{source}: {path} is not in params.yaml{did_you_mean(str(key), base)}")
         merged[key] = (_merge(base[key], value, source, f"{path}.") if isinstance(value, dict)
                        and isinstance(base[key], dict) else value)
     return merged

@@ -9,6 +9,10 @@ from pydantic import Field, model_validator
 from pipeline.config.literals import Device, Precision
 from pipeline.config.params import ParamsSection
 
+#: The environment variable through which a time-limited session (the Kaggle kernel) gives the train stage
+#: its deadline, in ``time.time()`` seconds.
+DEADLINE_ENV = "IMATERIALIST_TRAIN_DEADLINE"
+
 
 class AugmentParams(ParamsSection):
     """Training-time augmentation (``pipeline.data.transforms``); each one off with its neutral value."""

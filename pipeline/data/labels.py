@@ -70,6 +70,30 @@ class LabelSet:
     def category_name(self, category: int) -> str:
         return self.categories[category].name
 
+    def short_category(self, category: int) -> str:
+        """The name to draw: ``"headband, head covering, hair accessory"`` -> ``"headband"`` (``short_name``)."""
+        return short_name(self.categories[category].name)
+
+    def short_attribute(self, attribute: int) -> str:
+        """The name to draw: ``"above-the-hip (length)"`` -> ``"above-the-hip"`` (``short_name``)."""
+        return short_name(self.attributes[attribute].name)
+
+    def caption(self, class_id: str) -> tuple[str, tuple[str, ...]]:
+        """A ClassId (``"10_7_20"``) as the short names to draw: the category's and its attributes'."""
+        parsed = self.parse(class_id)
+        return self.short_category(parsed.category), tuple(self.short_attribute(a) for a in parsed.attributes)
+
+
+#: The longest short name: longer ones are cut, with "…".
+SHORT_NAME = 16
+
+
+def short_name(name: str) -> str:
+    """One rule for every picture: the first of a comma-separated list, without a parenthesised qualifier,
+    at most ``SHORT_NAME`` characters (``"no special manufacturing technique"`` -> ``"no special manuf…"``)."""
+    text = name.split(",")[0].split(" (")[0].strip() or name.strip()
+    return text if len(text) <= SHORT_NAME else text[: SHORT_NAME - 1].rstrip() + "…"
+
 
 def _entries(data: dict, key: str, path: Path | str) -> tuple[Label, ...]:
     try:

@@ -111,32 +111,29 @@ def write_val_submission(detections: Mapping[str, Detections], records: Sequence
     return frame
 
 
-def _caption(class_id: str, names: Mapping[int, str]) -> str:
-    """The category's name, or the whole ClassId when it carries attributes."""
-    return class_id if "_" in class_id else names[int(class_id)]
+def _shape(class_id: str, mask: np.ndarray, labels: LabelSet, score: float | None = None) -> Shape:
+    """A mask named as the pictures name it: the category's and attributes' short names, and the score."""
+    name, details = labels.caption(class_id)
+    return Shape(labels.parse(class_id).category, name if score is None else f"{name} {score:.2f}", details, mask)
 
 
 def write_gallery(folder: Path | str, image_dir: Path | str, truth_table: pd.DataFrame,
                   instances: Mapping[str, Sequence[Instance]], records: Sequence[ImageRecord],
                   per_image: Mapping[str, float], labels: LabelSet, long_side: int) -> list[Path]:
     """One PNG per image of ``records``: ground truth beside the submitted prediction, with names and scores."""
-    names = {c.id: c.name for c in labels.categories}
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         written = []
         for number, record in enumerate(records):
             rows = truth_table[truth_table.image_id == record.image_id]
-            truth = [Shape(int(r.category), _caption(str(r.class_id), names), rle.decode(r.rle, record.height,
-                                                                                           record.width))
+            truth = [_shape(str(r.class_id), rle.decode(r.rle, record.height, record.width), labels)
                      for r in rows.itertuples(index=False)]
-            predicted = [Shape(int(i.class_id.split("_")[0]), f"{_caption(i.class_id, names)} {i.score:.2f}", i.mask)
-                         for i in instances[record.image_id]]
+            predicted = [_shape(i.class_id, i.mask, labels, i.score) for i in instances[record.image_id]]
             title = f"{record.image_id}  score {per_image.get(record.image_id, float('nan')):.3f}"
             name = f"{number:02d}_{Path(record.image_id).stem}.png"
             render(inside(image_dir, record.image_id, "ImageId"), truth, predicted, long_side, title).save(tmp / name)
             written.append(Path(folder) / name)
     return written
-
 
 
 #: The columns of evaluate's image scores: the file a comparison resamples for its interval.

@@ -54,8 +54,20 @@ def checkpoint_path(run_dir: Path | str, name: str, doing: str = "predicting") -
         log.info("%s does not exist yet (training has not finished an epoch): %s with %s", path, doing, last)
         return last
     if not path.is_file():
-        raise checkpoint.CheckpointError(f"{path}: no such checkpoint; run stage train first")
+        runs = existing_runs(run_dir.parent)
+        found = (f"the runs in {run_dir.parent} are: {', '.join(str(r) for r in runs)}" if runs
+                 else f"{run_dir.parent} holds no training run")
+        raise checkpoint.CheckpointError(f"{path}: no such checkpoint ({found}); check --run-dir, or run stage "
+                                         "train first")
     return path
+
+
+def existing_runs(folder: Path) -> list[Path]:
+    """The training run folders directly inside ``folder``: those that hold a ``best.pt`` or ``last.pt``."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and ((p / checkpoint.BEST).is_file() or (p / checkpoint.LAST).is_file()))
 
 
 def load_model(path: Path | str, config: ModelConfig, device: torch.device, num_attributes: int) -> DetectionModel:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from tqdm import tqdm
 
 from pipeline.config.kaggle import KernelBuildParams, check_slug
 from pipeline.config.params import DataParams, load_section, with_overrides
@@ -56,6 +57,37 @@ def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildPara
     return with_overrides(params_file, repo / build_params.params_overrides)
 
 
+def weights_problem(params: Mapping[str, Any], build_params: KernelBuildParams) -> str | None:
+    """Why the notebook would stop after starting: it needs a weights file that no attached dataset provides."""
+    wanted = (params.get("kaggle_session") or {}).get("weights_file", "")
+    if not wanted or build_params.weights_dataset:
+        return None
+    return (f"kaggle_session.weights_file is {wanted!r}, but kaggle_kernel.weights_dataset is empty: no attached "
+            "dataset provides that file, and the notebook would stop after its GPU session started. Upload it once as "
+            "a Kaggle dataset (docs/kaggle.md, 'Pretrained weights in an offline notebook') and set "
+            "kaggle_kernel.weights_dataset: <owner>/<slug>; or set kaggle_session.weights_file: '' in the notebook's "
+            "overrides to train from scratch")
+
+
+def notebook(script: str) -> dict:
+    """A Jupyter notebook (Kaggle's default kernel type) whose one code cell is ``script``, the bootstrap.
+
+    The script ends with ``sys.exit(status)``, which IPython reports as a failed cell even for status 0: the
+    cell runs it and lets only a failure through.
+    """
+    lines = (script.rstrip("\n") + "\n\n# In a notebook: a failed session fails the cell, a finished one does not.\n"
+             "try:\n    main()\nexcept SystemExit as done:\n    if done.code not in (0, None):\n        raise\n"
+             ).replace('if __name__ == "__main__":\n    main()\n', "").splitlines(keepends=True)
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [
+                "# iMaterialist (Fashion) 2019: the pipeline's Kaggle session\n",
+                "Installs the pipeline offline from its code dataset and runs one session of `dvc repro` "
+                "(docs/kaggle.md). Run all cells.\n"]},
+              {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": lines}],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 4}
+
+
 def validate_params(params_file: Path) -> None:
     for name, schema in {**STAGE_SECTIONS, **registry.sections()}.items():
         load_section(params_file, name, schema)
@@ -84,11 +116,12 @@ def title_of(slug: str) -> str:
     return slug.replace("-", " ").capitalize()
 
 
-def kernel_metadata(owner: str, build: KernelBuildParams, competition: str) -> dict:
+def kernel_metadata(owner: str, build: KernelBuildParams, competition: str, as_notebook: bool = False) -> dict:
     kernel_id = f"{owner}/{build.kernel_slug}"
     datasets = [f"{owner}/{build.code_dataset_slug}"] + ([build.weights_dataset] if build.weights_dataset else [])
-    return {"id": kernel_id, "title": title_of(build.kernel_slug), "code_file": BOOTSTRAP, "language": "python",
-            "kernel_type": "script", "is_private": True, "enable_gpu": True,
+    code_file = Path(BOOTSTRAP).with_suffix(".ipynb").name if as_notebook else BOOTSTRAP
+    return {"id": kernel_id, "title": title_of(build.kernel_slug), "code_file": code_file, "language": "python",
+            "kernel_type": "notebook" if as_notebook else "script", "is_private": True, "enable_gpu": True,
             "enable_internet": build.enable_internet, "dataset_sources": datasets,
             "competition_sources": [competition], "kernel_sources": [kernel_id] if build.resume else [],
             "model_sources": [], "machine_shape": build.accelerator}
@@ -119,8 +152,9 @@ def metadata_problems(meta: Mapping[str, Any], folder: Path) -> list[str]:
             problems.append(f"title: {meta['title']!r} does not resolve to the slug {parts[1]!r}")
     if not (folder / meta["code_file"]).is_file():
         problems.append(f"code_file: {folder / meta['code_file']} does not exist")
-    if meta["language"] != "python" or meta["kernel_type"] != "script":
-        problems.append("language/kernel_type: this bootstrap is a python script")
+    kind = "notebook" if str(meta["code_file"]).endswith(".ipynb") else "script"
+    if meta["language"] != "python" or meta["kernel_type"] != kind:
+        problems.append(f"language/kernel_type: this bootstrap is a python {kind}")
     for key in ("dataset_sources", "kernel_sources"):
         problems += [f"{key}: {s!r} is not owner/slug" for s in meta[key] if len(str(s).split("/")) != 2]
     if not meta["competition_sources"]:
@@ -144,6 +178,22 @@ def _pip(*args: str) -> None:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise BundleError(f"pip {' '.join(args[:2])} failed (exit code {done.returncode}):\n{tail}")
+
+
+def _pip_counted(args: list[str], total: int, desc: str) -> None:
+    """pip with a progress bar over ``total`` distributions: one step per "Collecting" line pip prints."""
+    command = [sys.executable, "-m", "pip", *args]
+    seen: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process, \
+            tqdm(total=total, desc=desc, unit="wheel") as bar:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("Collecting "):
+                bar.set_postfix_str(line.split()[1], refresh=False)
+                bar.update(1)
+    if process.returncode != 0:
+        tail = "".join(seen[-15:]).strip()
+        raise BundleError(f"pip {' '.join(args[:2])} failed (exit code {process.returncode}):\n{tail}")
 
 
 def _needed(requirement: Requirement, python_versions: tuple[str, ...]) -> bool:
@@ -193,12 +243,13 @@ def wheelhouse(dest: Path, python_versions: tuple[str, ...]) -> Path:
     with atomic_path(dest) as tmp:
         tmp.mkdir()
         # --no-deps: the closure is already resolved, and pip would otherwise fetch torch for smp and timm
-        _pip("wheel", "--quiet", "--no-deps", "-w", str(tmp), *pins)
+        _pip_counted(["wheel", "--no-deps", "-w", str(tmp), *pins], len(pins), f"wheels for Python {current}")
         for version in python_versions:
             if version != current:
                 platforms = [arg for tag in _LINUX for arg in ("--platform", tag)]
-                _pip("download", "--quiet", "--no-deps", "-d", str(tmp), "--only-binary=:all:", "--implementation",
-                     "cp", "--python-version", version, *platforms, "--find-links", str(tmp), *pins)
+                _pip_counted(["download", "--no-deps", "-d", str(tmp), "--only-binary=:all:", "--implementation",
+                              "cp", "--python-version", version, *platforms, "--find-links", str(tmp), *pins],
+                             len(pins), f"wheels for Python {version}")
         (tmp / ".complete").write_text(key)
     return dest
 
@@ -227,15 +278,19 @@ class Built:
 
 
 def build(repo: Path, out: Path, params_file: Path, build_params: KernelBuildParams, wheels: Path,
-          env: Mapping[str, str]) -> Built:
+          env: Mapping[str, str], as_notebook: bool = False, allow_missing_weights: bool = False) -> Built:
     """Write ``out/kernel`` and ``out/dataset`` (atomically, each replacing an older build).
 
-    ``build_params`` is the ``kaggle_kernel`` section of ``params_file`` as the command line amended it.
+    ``build_params`` is the ``kaggle_kernel`` section of ``params_file`` as the command line amended it;
+    ``as_notebook`` writes the bootstrap as a one-cell ``.ipynb``. A notebook that needs a weights file no
+    attached dataset provides is refused (``weights_problem``) unless ``allow_missing_weights``.
     """
     params = notebook_params(repo, params_file, build_params)
+    if (problem := weights_problem(params, build_params)) and not allow_missing_weights:
+        raise BundleError(problem)
     owner = kaggle_owner(build_params.owner, env)
     competition = load_section(params_file, "data", DataParams).competition
-    meta = kernel_metadata(owner, build_params, competition)
+    meta = kernel_metadata(owner, build_params, competition, as_notebook)
 
     with atomic_path(out / "dataset") as dataset:  # flat: Kaggle's upload skips or zips sub-folders
         shutil.copytree(wheels, dataset, ignore=shutil.ignore_patterns(".complete"))
@@ -249,7 +304,10 @@ def build(repo: Path, out: Path, params_file: Path, build_params: KernelBuildPar
                                         "kernel": meta["id"], "from_image": sorted(FROM_IMAGE)})
     with atomic_path(out / "kernel") as kernel:
         kernel.mkdir()
-        shutil.copy2(repo / "kaggle_kernel" / BOOTSTRAP, kernel / BOOTSTRAP)
+        if as_notebook:
+            write_json(kernel / meta["code_file"], notebook((repo / "kaggle_kernel" / BOOTSTRAP).read_text("utf-8")))
+        else:
+            shutil.copy2(repo / "kaggle_kernel" / BOOTSTRAP, kernel / BOOTSTRAP)
         write_json(kernel / "kernel-metadata.json", meta)
         problems = metadata_problems(meta, kernel)
         if problems:

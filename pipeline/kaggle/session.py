@@ -26,8 +26,9 @@ import yaml
 
 from pipeline.config.kaggle import SessionParams
 from pipeline.config.params import load_section
+from pipeline.config.training import DEADLINE_ENV
 from pipeline.models import registry
-from pipeline.training.loop import DEADLINE_ENV, PROGRESS
+from pipeline.training.loop import PROGRESS
 from pipeline.utils.checkpoint import LAST
 from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_path, remove, write_json

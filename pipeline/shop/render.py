@@ -5,39 +5,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 from pycocotools import mask as coco_mask
 
 from pipeline.data import rle
 from pipeline.data.labels import LabelSet
-from pipeline.evaluation.gallery import colour
 from pipeline.shop.segment import Item, Photo
+from pipeline.utils.drawing import Labelled, annotate, fit_text, font
 
 TILE = 160  # side of each crop on a contact sheet
-_CAPTION = 30  # pixels of caption under each crop
+_LINE = 14  # pixels of each of a tile's two caption lines
+_CAPTION = 2 * _LINE + 4  # pixels of caption under each crop
 
 
-def caption(item: Item, labels: LabelSet, attributes: int = 3) -> str:
-    """``"dress 0.91: floral, midi, ..."``: the category, the score and the first attribute names."""
-    names = [labels.attributes[a].name for a in item.attributes][:attributes]
-    more = ", ..." if len(item.attributes) > attributes else ""
-    return f"{labels.category_name(item.category)} {item.score:.2f}" + (f": {', '.join(names)}{more}" if names else "")
+def names(item: Item, labels: LabelSet) -> tuple[str, tuple[str, ...]]:
+    """What the pictures say of an item: ``"dress 0.91"`` and its attributes' short names."""
+    return (f"{labels.short_category(item.category)} {item.score:.2f}",
+            tuple(labels.short_attribute(a) for a in item.attributes))
 
 
 def overlay(photo: Image.Image, items: Sequence[Item], labels: LabelSet) -> Image.Image:
-    """The photo on its mask grid with each item tinted in its category's colour, boxed and captioned."""
+    """The photo on its mask grid with each item tinted in its category's colour and numbered, and a legend
+    beneath naming each: category, score and as many attributes as fit."""
     height, width = items[0].mask.shape if items else (photo.height, photo.width)
-    pixels = np.asarray(photo.convert("RGB").resize((width, height), Image.Resampling.BILINEAR), np.float32).copy()
-    for item in reversed(items):  # the best item drawn last, on top
-        pixels[item.mask] = 0.45 * pixels[item.mask] + 0.55 * np.asarray(colour(item.category), np.float32)
-    image = Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8))
-    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
-    for item in items:
-        rows, cols = np.flatnonzero(item.mask.any(1)), np.flatnonzero(item.mask.any(0))
-        draw.rectangle((int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])), outline=colour(item.category))
-        draw.text((int(cols[0]) + 2, int(rows[0]) + 1), caption(item, labels), fill="white", font=font,
-                  stroke_width=1, stroke_fill="black")
-    return image
+    image = photo.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    return annotate(image, [Labelled(item.mask, item.category, *names(item, labels)) for item in items],
+                    f"{len(items)} item(s)")
 
 
 def coco_rle(mask: np.ndarray) -> dict:
@@ -59,14 +52,19 @@ def items_json(photo: Photo, items: Sequence[Item], labels: LabelSet, model: dic
     }
 
 
-def tile(image: Image.Image, box: Sequence[float], text: str) -> Image.Image:
-    """The crop of ``box`` (pixels of ``image``) fitted into a TILE square, captioned below."""
+def tile(image: Image.Image, box: Sequence[float], lines: tuple[str, Sequence[str]]) -> Image.Image:
+    """The crop of ``box`` (pixels of ``image``) fitted into a TILE square, with two caption lines below: a name,
+    and as many details as fit (each line shortened to the tile's width)."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     crop = ImageOps.contain(image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))), (TILE, TILE),
                             Image.Resampling.BILINEAR)
     out = Image.new("RGB", (TILE, TILE + _CAPTION), "white")
     out.paste(crop, ((TILE - crop.width) // 2, (TILE - crop.height) // 2))
-    ImageDraw.Draw(out).multiline_text((3, TILE + 2), text, fill="black", font=ImageFont.load_default())
+    draw, face = ImageDraw.Draw(out), font(_LINE - 2)
+    name, details = lines
+    draw.text((3, TILE + 2), fit_text(draw, name, (), TILE - 6, face), fill="black", font=face)
+    if details:
+        draw.text((3, TILE + 2 + _LINE), fit_text(draw, "", details, TILE - 6, face), fill="dimgray", font=face)
     return out
 
 

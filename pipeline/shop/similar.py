@@ -17,7 +17,7 @@ from pipeline.inference.masks import resize_nearest
 from pipeline.inference.predict import Inference
 from pipeline.shop.catalogue import Catalogue
 from pipeline.shop.features import embed
-from pipeline.shop.render import caption, tile
+from pipeline.shop.render import names, tile
 from pipeline.shop.segment import Item, Photo
 from pipeline.utils.paths import inside
 
@@ -41,11 +41,18 @@ def similar_items(catalogue: Catalogue, vectors: np.ndarray, items: Sequence[Ite
     for vector, item in zip(vectors, items, strict=True):
         hits = catalogue.search(vector[None], k, category=item.category)[0]
         rows = catalogue.items.iloc[[i for i, _ in hits]]
-        found.append([{"image_id": row.image_id, "box": [round(float(v), 1) for v in (row.x0, row.y0, row.x1, row.y1)],
-                       "class_id": labels.format(labels.make(int(row.category), [int(a) for a in row.attributes])),
-                       "similarity": round(similarity, 4)}
-                      for row, (_, similarity) in zip(rows.itertuples(), hits, strict=True)])
+        found.append([_result(row, similarity, labels) for row, (_, similarity) in zip(rows.itertuples(), hits,
+                                                                                          strict=True)])
     return found
+
+
+def _result(row, similarity: float, labels: LabelSet) -> dict:
+    """One catalogue item found: where it is, its ClassId and the names beside the ids."""
+    category, attributes = int(row.category), [int(a) for a in row.attributes]
+    return {"image_id": row.image_id, "box": [round(float(v), 1) for v in (row.x0, row.y0, row.x1, row.y1)],
+            "class_id": labels.format(labels.make(category, attributes)),
+            "category": labels.category_name(category), "attributes": [labels.attributes[a].name for a in attributes],
+            "similarity": round(similarity, 4)}
 
 
 def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], results: Sequence[Sequence[dict]],
@@ -54,10 +61,12 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
     to_grid = np.array([photo_image.width / photo.width, photo_image.height / photo.height] * 2)
     rows = []
     for item, found in zip(items, results, strict=True):
-        row = [tile(photo_image, np.array(item.box) * to_grid, caption(item, labels, attributes=0))]
+        row = [tile(photo_image, np.array(item.box) * to_grid, names(item, labels))]
         for result in found:
+            parsed = labels.parse(result["class_id"])
+            caption = (f"{labels.short_category(parsed.category)} sim {result['similarity']:.2f}",
+                       tuple(labels.short_attribute(a) for a in parsed.attributes))
             with Image.open(inside(image_dir, result["image_id"], "image_id of the catalogue")) as image:
-                row.append(tile(to_rgb(image), result["box"],
-                                f"{result['class_id']}\nsimilarity {result['similarity']:.3f}"))
+                row.append(tile(to_rgb(image), result["box"], caption))
         rows.append(row)
     return rows

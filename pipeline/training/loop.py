@@ -31,6 +31,7 @@ from pipeline.data.sampler import EpochSampler
 from pipeline.models.layout import speed_up
 from pipeline.models.registry import ModelConfig
 from pipeline.training import distributed, schedule
+from pipeline.training.curves import write_curves
 from pipeline.training.failures import naming_images
 from pipeline.training.meter import TRAIN_PREFIX, Meter, log_validation
 from pipeline.training.resume import RESOLVED, restore, resume_key
@@ -47,9 +48,6 @@ from pipeline.utils.lock import exclusive
 log = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
-#: The environment variable through which a time-limited session (the Kaggle kernel) gives the train stage
-#: its deadline, in ``time.time()`` seconds.
-DEADLINE_ENV = "IMATERIALIST_TRAIN_DEADLINE"
 # Every module this one imports, directly or not: what DVC reruns the train stage for (its deps), and so
 # what a checkpoint must have been trained with to be continued.
 _TRAINING_CODE = imported_modules(__name__)
@@ -65,6 +63,7 @@ class TrainResult:
     epochs_done: int
     best_score: float | None
     best_step: int | None
+    best: dict | None  # the best epoch's validation record (epoch, step, score, mask_ap, ...)
     resumed_from_step: int | None
     finished: bool  # all epochs trained and validated
     stopped_by: str | None  # "max_steps" or "deadline" when training stopped early
@@ -344,6 +343,7 @@ def _validate(trainer: _Trainer, meter: Meter, live) -> None:
     trainer.save(meter, best=improved)
     if live is not None:
         log_validation(live, state.epoch, state.step, score, (state.best_score, state.best_step), SCORE)
+        write_curves(job.live_dir, job.config.model.family)
 
 
 def _run(trainer: _Trainer) -> str | None:
@@ -386,11 +386,12 @@ def train(job: Job) -> TrainResult:
         distributed.teardown(context)
     state = trainer.state
     if context.is_main:
+        write_curves(job.live_dir, job.config.model.family)  # the steps after the last validation too
         write_json(job.run_dir / PROGRESS, {
             "finished": stopped_by is None, "stopped_by": stopped_by, "epoch": state.epoch,
             "epochs": job.params.epochs, "step": state.step, "total_steps": trainer.total_steps,
             "resumed_from_step": trainer.resumed_from, "best_score": state.best_score, "best_step": state.best_step})
     return TrainResult(steps=state.step, epochs_done=state.epoch, best_score=state.best_score,
-                       best_step=state.best_step, resumed_from_step=trainer.resumed_from,
+                       best_step=state.best_step, best=state.best(), resumed_from_step=trainer.resumed_from,
                        finished=stopped_by is None, stopped_by=stopped_by, model=trainer.model,
                        main_process=context.is_main)

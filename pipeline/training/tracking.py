@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,12 @@ def open_live(directory: Path | str, resume_step: int | None) -> Iterator[Live]:
         repo = live._dvc_repo  # DVCLive offers no public way to close the repository it opened
         if repo is not None:
             repo.close()
+
+
+def logged_throughput(directory: Path | str) -> float | None:
+    """The last training throughput (images/s) DVCLive's summary in ``directory`` holds; None before the first."""
+    try:
+        summary = json.loads((Path(directory) / "metrics.json").read_text(encoding="utf-8"))
+        return float(summary["train"]["images_per_second"])
+    except (OSError, ValueError, KeyError, TypeError):  # no summary yet (no step logged), or not this shape
+        return None

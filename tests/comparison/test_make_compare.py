@@ -38,13 +38,13 @@ def test_make_compare_compares_every_family_and_reruns_only_the_changed_one(tmp_
     for family in FAMILIES:
         for name in ("train", "predict", "tune", "evaluate"):
             assert f"Running stage '{name}@{family}'" in first.stdout, (name, family)
-    rows = json.loads((workspace / "metrics" / "compare.json").read_text())
+    rows = json.loads((workspace / "reports" / "compare.json").read_text())
     assert list(rows) == FAMILIES
     for family, row in rows.items():
-        evaluated = json.loads((workspace / "metrics" / family / "evaluate.json").read_text())
+        evaluated = json.loads((workspace / "reports" / family / "evaluate.json").read_text())
         assert row["score"] == pytest.approx(evaluated["submitted"], abs=1e-4), "the tuned score evaluate submitted"
         assert row["val_images"] == evaluated["images"] and row["inference_images_per_second"] > 0
-    assert first.stdout.endswith((workspace / "metrics" / "compare.md").read_text())
+    assert first.stdout.endswith((workspace / "reports" / "compare.md").read_text())
     assert (REPO / "dvc.lock").read_bytes() == lock, "the project's own pipeline state is left alone"
 
     REDUCED["unet"]["dice_weight"] = 0.5  # one family's section changes: that family alone reruns

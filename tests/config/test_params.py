@@ -120,3 +120,20 @@ def test_the_unet_section_refuses_a_decoder_of_the_wrong_depth(tmp_path):
     path.write_text("unet: {decoder_channels: [64, 32, 16]}\n")
     with pytest.raises(ParamsError, match="decoder_channels needs 5 positive channel counts"):
         load_section(path, "unet", UNetParams)
+
+
+def test_a_misspelt_setting_suggests_the_closest_one(tmp_path):
+    import yaml
+
+    from pipeline.config.params import ParamsError, load_section
+    from pipeline.config.training import TrainParams
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    params["train"]["epoch"] = params["train"].pop("epochs")
+    params["train"]["zzz"] = 1
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError) as raised:
+        load_section(tmp_path / "p.yaml", "train", TrainParams)
+    message = str(raised.value)
+    assert "no setting 'epoch' (did you mean 'epochs'?)" in message
+    assert "no setting 'zzz' (the settings are: " in message and "epochs" in message

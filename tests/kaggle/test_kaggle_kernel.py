@@ -116,6 +116,31 @@ def test_build_options_turn_on_internet_resume_and_weights(tmp_path):
     assert meta["dataset_sources"] == ["tester/imaterialist-2019-pipeline-code", "tester/coco-weights"]
 
 
+def test_the_default_build_stops_before_downloading_when_no_dataset_provides_its_weights(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kaggle_kernel.build", "--out", str(tmp_path / "out"),
+                           "--wheelhouse", str(tmp_path / "wheels")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "kaggle_session.weights_file is 'maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth', but " \
+           "kaggle_kernel.weights_dataset is empty" in done.stderr
+    assert not (tmp_path / "wheels").exists() and not (tmp_path / "out").exists(), "nothing downloaded nor built"
+    params_file = REPO / "params.yaml"
+    with pytest.raises(BundleError, match="no attached dataset provides that file"):
+        build(REPO, tmp_path / "out", params_file, build_params(params_file, owner="tester"), tmp_path, {})
+
+
+def test_the_build_can_write_the_kernel_as_a_notebook_of_the_same_script(tmp_path):
+    params_file = tiny_params(tmp_path)
+    built = build(REPO, tmp_path / "out", params_file, build_params(params_file, owner="tester"), wheels(), {},
+                  as_notebook=True)
+    assert built.metadata["code_file"] == "run_kernel.ipynb" and built.metadata["kernel_type"] == "notebook"
+    assert metadata_problems(built.metadata, built.kernel) == []
+    cells = json.loads((built.kernel / "run_kernel.ipynb").read_text())["cells"]
+    assert "".join(cells[-1]["source"]) == (REPO / "kaggle_kernel" / "run_kernel.py").read_text()
+    assert metadata_problems({**built.metadata, "kernel_type": "script"}, built.kernel) == [
+        "language/kernel_type: this bootstrap is a python notebook"]
+
+
 def push_with_the_kaggle_client(kernel: Path, home: Path, monkeypatch):
     """``kaggle kernels push -p kernel`` up to the network: the client's own checks, the request it would send."""
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / "no-credentials"))

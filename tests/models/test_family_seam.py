@@ -126,10 +126,11 @@ def test_a_fake_family_goes_through_every_stage_with_no_change_to_the_pipeline(s
     common = ["--params", str(params), "--labels", str(small_dataset / "label_descriptions.json")]
     val = ["--predictions", str(tmp_path / "predictions" / "val"), "--instances", str(tmp_path / "instances.parquet")]
     tuned = with_fake_family("tune", *common, *val, "--out", str(tmp_path / "postprocess.yaml"),
-                             "--metrics", str(tmp_path / "tune.json"))
+                             "--metrics", str(tmp_path / "tune.json"), "--report", str(tmp_path / "tr.json"))
     assert tuned.returncode == 0, tuned.stderr
     evaluated = with_fake_family("evaluate", *common, *val, "--images", str(small_dataset / "train"),
                                  "--tuned", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "e.json"),
+                                 "--report", str(tmp_path / "er.json"),
                                  "--val-submission", str(tmp_path / "val.csv"), "--gallery", str(tmp_path / "gallery"))
     assert evaluated.returncode == 0, evaluated.stderr
     test = ["--sample-submission", str(small_dataset / "sample_submission.csv"),

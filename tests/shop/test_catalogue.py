@@ -343,7 +343,8 @@ def test_stages_index_and_similar_refuse_a_family_without_instance_features(monk
     index_args, similar_args = _unet_run(tmp_path, small_instances)
     refusal = "error: family unet has no instance features (pipeline.models.contract): build the catalogue with"
     indexed = _refused(monkeypatch, stages.index, *index_args, "--images", str(small_dataset / "train"),
-                       "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"))
+                       "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"),
+                       "--report", str(tmp_path / "retrieval-report.json"))
     assert indexed.startswith(refusal) and not (tmp_path / "index").exists()
     photo = sorted((small_dataset / "test").iterdir())[0]
     searched = _refused(monkeypatch, stages.similar, str(photo), *similar_args, "--index", str(tmp_path / "index"),
@@ -383,9 +384,12 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
     done = offline_stage("index", *common, "--run-dir", str(root / "run"),
                          "--instances", str(root / "instances.parquet"), "--images", str(small_dataset / "train"),
                          "--folds", str(root / "folds.csv"), "--labels", labels,
-                         "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"))
+                         "--out", str(tmp_path / "index"), "--metrics", str(tmp_path / "retrieval.json"),
+                         "--report", str(tmp_path / "retrieval-report.json"))
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((tmp_path / "retrieval.json").read_text())
+    metrics = json.loads((tmp_path / "retrieval-report.json").read_text())
+    assert json.loads((tmp_path / "retrieval.json").read_text()) == {"precision": metrics["category"]["precision"],
+                                                                    "margin": metrics["category"]["margin"]}
     assert metrics["catalogue_items"] > 0 and metrics["features"] in metrics["by_features"]
     assert metrics["score"] == max(scores["score"] for scores in metrics["by_features"].values())
     assert 0 < metrics["ivf_recall_at_k"] <= 1 and json.loads((tmp_path / "index" / "manifest.json").read_text())[

@@ -43,7 +43,7 @@ def test_prepare_and_folds_stages_write_their_outputs(small_dataset, tmp_path):
     assert len(table) == report["rows_kept"] > 0
     done = stage("folds", "--params", str(params), "--instances", str(tmp_path / "t.parquet"),
                  "--labels", str(small_dataset / "label_descriptions.json"), "--out", str(tmp_path / "folds.csv"),
-                 "--metrics", str(tmp_path / "folds.json"))
+                 "--report", str(tmp_path / "folds.json"))
     assert done.returncode == 0, done.stderr
     folds = pd.read_csv(tmp_path / "folds.csv")
     assert set(folds.ImageId) == set(table.image_id)
@@ -64,7 +64,7 @@ def test_a_header_only_train_csv_stops_prepare_and_folds_explains_too(dataset_co
     few.to_parquet(tmp_path / "few.parquet")
     done = stage("folds", "--params", str(params), "--instances", str(tmp_path / "few.parquet"),
                  "--labels", str(dataset_copy / "label_descriptions.json"), "--out", str(tmp_path / "folds.csv"),
-                 "--metrics", str(tmp_path / "folds.json"))
+                 "--report", str(tmp_path / "folds.json"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"error: {tmp_path / 'few.parquet'}: 3 image(s) cannot be split into 5 folds "
                                    "(folds.n_folds); check stage prepare's report for the rows it dropped")
@@ -169,16 +169,22 @@ def test_predict_tune_evaluate_and_submission_stages_chain(trained, small_instan
     assert "x1, x1.2, x1-flip, x1.2-flip" in predicted.stdout
     tuned = stage("tune", *common, "--predictions", str(tmp_path / "predictions" / "val"),
                   "--instances", str(tmp_path / "instances.parquet"), *labels,
-                  "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"))
+                  "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"),
+                  "--report", str(tmp_path / "tune-report.json"))
     assert tuned.returncode == 0, tuned.stderr
-    search = json.loads((tmp_path / "tune.json").read_text())
+    search = json.loads((tmp_path / "tune-report.json").read_text())
+    assert json.loads((tmp_path / "tune.json").read_text()) == {"score": search["tuned"],
+                                                               "held_out": search["tuned_held_out"]}
     assert search["tuned_thresholds"] >= search["default"]
     evaluated = stage("evaluate", *common, "--predictions", str(tmp_path / "predictions" / "val"),
                       "--instances", str(tmp_path / "instances.parquet"), "--images", str(small_dataset / "train"),
                       *labels, "--tuned", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "eval.json"),
-                      "--val-submission", str(tmp_path / "val.csv"), "--gallery", str(tmp_path / "gallery"))
+                      "--report", str(tmp_path / "eval-report.json"), "--val-submission", str(tmp_path / "val.csv"),
+                      "--gallery", str(tmp_path / "gallery"))
     assert evaluated.returncode == 0, evaluated.stderr
-    report = json.loads((tmp_path / "eval.json").read_text())
+    report = json.loads((tmp_path / "eval-report.json").read_text())
+    assert json.loads((tmp_path / "eval.json").read_text()) == {"score": report["submitted"],
+                                                               "no_tta": report["tuned_no_tta"]}
     assert {"default_tta", "default_no_tta", "tuned_tta", "tuned_no_tta", "submitted", "per_class",
             "attribute_policies", "attributes"} <= set(report)
     policies = report["attribute_policies"]["all_images"]
@@ -246,9 +252,10 @@ def test_tune_reports_the_search_and_the_held_out_score_of_its_predictions(small
     done = stage("tune", "--params", str(params), "--predictions", str(tmp_path / "val"),
                  "--instances", str(tmp_path / "instances.parquet"),
                  "--labels", str(small_dataset / "label_descriptions.json"),
-                 "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"))
+                 "--out", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "tune.json"),
+                 "--report", str(tmp_path / "tune-report.json"))
     assert done.returncode == 0, done.stderr
-    said = json.loads((tmp_path / "tune.json").read_text())
+    said = json.loads((tmp_path / "tune-report.json").read_text())
     tune, start = load_section(params, "tune", TuneParams), load_section(params, "postprocess", PostprocessParams)
     folder = store.read(tmp_path / "val")
     truth = scoring.truth_on_grid(small_instances, folder.images, start)
@@ -315,19 +322,19 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert "analytics = false" in (root / ".dvc" / "config").read_text()
     first = dvc(root, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    # tune's outputs are committed (tuning/postprocess.yaml, metrics/tune.json): when predict reproduces
+    # tune's outputs are committed (tuning/postprocess.yaml, metrics/ and reports/ tune.json): when predict reproduces
     # the committed predictions exactly (the same machine) DVC rightly skips it. Every stage's outputs
     # are checked below, and the second repro finds nothing to do.
     for stage_name in (*DATA_STAGES, "train@maskrcnn", "predict@maskrcnn", "evaluate@maskrcnn", "submission",
                        "compare"):
         assert f"Running stage '{stage_name}'" in first.stdout, stage_name
     assert (root / "data" / "raw" / "train.csv").is_file()
-    report = json.loads((root / "metrics" / "data_report.json").read_text())
+    report = json.loads((root / "reports" / "data.json").read_text())
     assert report["problems"]["size_mismatch"]["count"] == 1
     assert sum(p["rows_dropped"] for p in report["problems"].values()) == report["rows"] - report["rows_kept"]
     folds = pd.read_csv(root / "data" / "folds.csv")
     assert folds.ImageId.nunique() == report["images_kept"]
-    assert json.loads((root / "metrics" / "cache.json").read_text())["images"] == report["images_kept"]
+    assert json.loads((root / "reports" / "cache.json").read_text())["images"] == report["images_kept"]
 
     metrics = json.loads((root / "dvclive" / "maskrcnn" / "metrics.json").read_text())
     best = torch.load(root / "models" / "maskrcnn" / "best.pt", weights_only=True)
@@ -338,9 +345,15 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     # standard deviation 0.024: the lower bound is 46 % of the mean, 2.5 deviations under it; the upper one,
     # 3 deviations over it, catches a validation image leaking into training.
     assert 0.05 <= best["score"]["mask_ap"] <= 0.18, "the demo model learns as much as it did"
-    evaluation = json.loads((root / "metrics" / "maskrcnn" / "evaluate.json").read_text())
-    tuned = json.loads((root / "metrics" / "maskrcnn" / "tune.json").read_text())
-    compared = json.loads((root / "metrics" / "compare.json").read_text())
+    evaluation = json.loads((root / "reports" / "maskrcnn" / "evaluate.json").read_text())
+    tuned = json.loads((root / "reports" / "maskrcnn" / "tune.json").read_text())
+    compared = json.loads((root / "reports" / "compare.json").read_text())
+    headline = json.loads((root / "metrics" / "maskrcnn" / "train.json").read_text())
+    assert (headline["score"], headline["mask_ap"]) == (round(best["score"]["score"], 5),
+                                                        round(best["score"]["mask_ap"], 5))
+    shown = dvc(root, "metrics", "show")
+    assert shown.returncode == 0 and "metrics/maskrcnn/evaluate.json" in shown.stdout, shown.stderr
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 120, "dvc metrics show fits 120 columns"
     assert list(compared) == ["maskrcnn"]
     assert compared["maskrcnn"]["score"] == pytest.approx(evaluation["submitted"], abs=1e-4)
     low, high = compared["maskrcnn"]["score_ci95"]
@@ -353,8 +366,8 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert checked.returncode == 0 and checked.stdout.startswith("submission.csv: valid ("), checked.stderr
     shown = dvc(root, "plots", "show", "--json")
     assert shown.returncode == 0, shown.stderr
-    for plotted in ("val/mask_ap.tsv", "val/score.tsv", "train/loss.tsv", "evaluation/maskrcnn/gallery/00_",
-                    "metrics/compare.png"):
+    for plotted in ("curves/validation.tsv", "curves/losses.tsv", "figures/losses.png",
+                    "evaluation/maskrcnn/gallery/00_", "reports/compare.png"):
         assert plotted in shown.stdout, plotted
 
     lock = yaml.safe_load((root / "dvc.lock").read_text())

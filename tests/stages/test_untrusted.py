@@ -63,7 +63,7 @@ def test_a_truncated_instance_table_is_named_by_folds_and_cache(small_dataset, t
     (tmp_path / "t.parquet").write_bytes(b"PAR1" + bytes(64))
     params = params_file(tmp_path)
     folds = stage("folds", "--params", str(params), "--instances", str(tmp_path / "t.parquet"), "--labels", LABELS,
-                  "--out", str(tmp_path / "folds.csv"), "--metrics", str(tmp_path / "folds.json"))
+                  "--out", str(tmp_path / "folds.csv"), "--report", str(tmp_path / "folds.json"))
     one_line_error(folds, f"{tmp_path / 't.parquet'}: cannot read the table", "dvc repro")
     cache = stage("cache", "--params", str(params), "--instances", str(tmp_path / "t.parquet"),
                   "--images", str(small_dataset / "train"), "--out", str(tmp_path / "cache"),
@@ -77,6 +77,7 @@ def test_a_tuned_file_cut_short_makes_no_submission_and_no_valid_verdict(small_d
     tuned.write_text(Tuned("maskrcnn", POSTPROCESS).text()[:499])
     test = ["--sample-submission", str(small_dataset / "sample_submission.csv"),
             "--test-images", str(small_dataset / "test"), "--labels", LABELS, "--tuned", str(tuned)]
+    (tmp_path / "none").mkdir()  # a predictions folder that exists: the tuned file is read first
     made = stage("submission", "--predictions", str(tmp_path / "none"), *test, "--out", str(tmp_path / "s.csv"))
     one_line_error(made, f"{tuned}:")
     assert not (tmp_path / "s.csv").exists()
@@ -109,12 +110,13 @@ def test_evaluate_and_tune_refuse_a_partial_prediction_folder(small_instances, s
     common = ["--params", str(params), "--instances", str(tmp_path / "instances.parquet"), "--labels", LABELS]
     evaluated = stage("evaluate", *common, "--predictions", str(val), "--images", str(small_dataset / "test"),
                       "--tuned", str(tmp_path / "t.yaml"), "--metrics", str(tmp_path / "e.json"),
+                      "--report", str(tmp_path / "er.json"),
                       "--val-submission", str(tmp_path / "v.csv"), "--gallery", str(tmp_path / "g"))
     one_line_error(evaluated, f"{val}: damaged, images.csv", "run stage predict")
     assert not (tmp_path / "e.json").exists()
     limited = fake_predictions(tmp_path / "limited", records[:2], limit=2)
     tuned = stage("tune", *common, "--predictions", str(limited), "--out", str(tmp_path / "p.yaml"),
-                  "--metrics", str(tmp_path / "tune.json"))
+                  "--metrics", str(tmp_path / "tune.json"), "--report", str(tmp_path / "tr.json"))
     one_line_error(tuned, f"{limited}: made with --limit 2")
     assert not (tmp_path / "p.yaml").exists()
 
