@@ -181,15 +181,16 @@ def _pip(*args: str) -> None:
 
 
 def _pip_counted(args: list[str], total: int, desc: str) -> None:
-    """pip with a progress bar over ``total`` distributions: one step per "Collecting" line pip prints."""
+    """pip with a progress bar over ``total`` distributions: one step per distribution pip starts on (it says
+    "Collecting" for one from the index, "Processing" for a local file)."""
     command = [sys.executable, "-m", "pip", *args]
     seen: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process, \
             tqdm(total=total, desc=desc, unit="wheel") as bar:
         for line in process.stdout:
             seen.append(line)
-            if line.startswith("Collecting "):
-                bar.set_postfix_str(line.split()[1], refresh=False)
+            if line.startswith(("Collecting ", "Processing ")):
+                bar.set_postfix_str(Path(line.split()[1]).name, refresh=False)
                 bar.update(1)
     if process.returncode != 0:
         tail = "".join(seen[-15:]).strip()
