@@ -69,15 +69,19 @@ def weights_problem(params: Mapping[str, Any], build_params: KernelBuildParams) 
             "overrides to train from scratch")
 
 
+_RUN_AS_SCRIPT = 'if __name__ == "__main__":\n    main()\n'
+_RUN_IN_NOTEBOOK = ("# In a notebook: a failed session fails the cell, a finished one does not.\n"
+                    "try:\n    main()\nexcept SystemExit as done:\n    if done.code not in (0, None):\n        raise\n")
+
+
 def notebook(script: str) -> dict:
     """A Jupyter notebook (Kaggle's default kernel type) whose one code cell is ``script``, the bootstrap.
 
     The script ends with ``sys.exit(status)``, which IPython reports as a failed cell even for status 0: the
     cell runs it and lets only a failure through.
     """
-    lines = (script.rstrip("\n") + "\n\n# In a notebook: a failed session fails the cell, a finished one does not.\n"
-             "try:\n    main()\nexcept SystemExit as done:\n    if done.code not in (0, None):\n        raise\n"
-             ).replace('if __name__ == "__main__":\n    main()\n', "").splitlines(keepends=True)
+    body = script.replace(_RUN_AS_SCRIPT, "").rstrip("\n")
+    lines = (body + "\n\n\n" + _RUN_IN_NOTEBOOK).splitlines(keepends=True)
     return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [
                 "# iMaterialist (Fashion) 2019: the pipeline's Kaggle session\n",
                 "Installs the pipeline offline from its code dataset and runs one session of `dvc repro` "

@@ -136,7 +136,14 @@ def test_the_build_can_write_the_kernel_as_a_notebook_of_the_same_script(tmp_pat
     assert built.metadata["code_file"] == "run_kernel.ipynb" and built.metadata["kernel_type"] == "notebook"
     assert metadata_problems(built.metadata, built.kernel) == []
     cells = json.loads((built.kernel / "run_kernel.ipynb").read_text())["cells"]
-    assert "".join(cells[-1]["source"]) == (REPO / "kaggle_kernel" / "run_kernel.py").read_text()
+    source, script = "".join(cells[-1]["source"]), (REPO / "kaggle_kernel" / "run_kernel.py").read_text()
+    assert source.startswith(script.replace('if __name__ == "__main__":\n    main()\n', "").rstrip("\n"))
+    assert source.count("main()") == script.count("main()"), "the session runs once"
+    ending = source[source.rindex("try:"):]
+    for status in (0, None):  # IPython would call a SystemExit a failure, even 0: the cell lets it pass
+        exec(ending, {"main": lambda status=status: sys.exit(status)})
+    with pytest.raises(SystemExit):
+        exec(ending, {"main": lambda: sys.exit(1)})
     assert metadata_problems({**built.metadata, "kernel_type": "script"}, built.kernel) == [
         "language/kernel_type: this bootstrap is a python notebook"]
 
@@ -360,3 +367,19 @@ def test_two_sessions_install_offline_resume_training_and_submit(tmp_path, noteb
     assert sessions[1]["train"] | {"finished": True, "step": total, "resumed_from_step": 1} == sessions[1]["train"]
     assert (second / "working" / "models" / "maskrcnn" / "best.pt").is_file()
     assert_valid_submission(second / "working", competition_data)
+
+
+def test_the_wheel_download_shows_each_distribution_on_a_progress_bar(tmp_path, monkeypatch, capsys):
+    from pipeline.kaggle import bundle as bundle_module
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nprintf 'Looking in indexes: x\\nCollecting dvc==3.67.1\\n  Downloading dvc.whl\\n"
+                    "Processing /opt/files/six-1.17.0-py3-none-any.whl\\nSaved ./six.whl\\n'\nexit \"${FAIL:-0}\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(bundle_module.sys, "executable", str(fake))
+    bundle_module._pip_counted(["wheel", "dvc==3.67.1", "six==1.17.0"], 2, "wheels for Python 3.11")
+    shown = capsys.readouterr().err
+    assert "wheels for Python 3.11: 100%" in shown and "2/2" in shown and "six-1.17.0-py3-none-any.whl" in shown
+    monkeypatch.setenv("FAIL", "3")
+    with pytest.raises(BundleError, match=r"pip wheel dvc==3.67.1 failed \(exit code 3\):\nLooking in indexes"):
+        bundle_module._pip_counted(["wheel", "dvc==3.67.1", "six==1.17.0"], 2, "wheels")
