@@ -26,8 +26,9 @@ from pipeline.utils.errors import PipelineError
 from pipeline.utils.io import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
-#: Tracked files the workspace keeps its own version of: its DVC set-up, its lock and its params.
-OWN = (".dvc/", "dvc.lock", "params.yaml")
+#: Tracked files the workspace keeps its own version of: its DVC set-up, its lock and its params (the project's
+#: plot templates, .dvc/plots/, are copied: its dvc plots show draws the same charts).
+OWN = (".dvc/config", ".dvc/.gitignore", "dvc.lock", "params.yaml")
 
 
 def stage_outputs(repo: Path) -> tuple[str, ...]:

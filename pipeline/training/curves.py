@@ -60,9 +60,11 @@ def gather(live_dir: Path, chart: Chart) -> pd.DataFrame:
 def _figure(table: pd.DataFrame, chart: Chart, family: str) -> Figure:
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
     axes = figure.subplots()
+    if table.empty:  # before the first logging interval (or validation): say so rather than leave no file
+        axes.text(0.5, 0.5, "no values logged yet", ha="center", va="center", transform=axes.transAxes)
     for curve, rows in table.groupby("curve", sort=True):
         axes.plot(rows["step"], rows["value"], marker="o" if len(rows) < 30 else None, markersize=3, label=curve)
-    if chart.log_scale and (table["value"] > 0).all():
+    if chart.log_scale and not table.empty and (table["value"] > 0).all():
         axes.set_yscale("log")
     axes.set_title(f"{family}: {chart.title}", fontsize=11)
     axes.set_xlabel("optimizer step")
@@ -74,15 +76,14 @@ def _figure(table: pd.DataFrame, chart: Chart, family: str) -> Figure:
 
 
 def write_curves(live_dir: Path | str, family: str) -> list[Path]:
-    """Write every chart that has data as ``curves/<chart>.tsv`` and ``figures/<chart>.png``; the PNG paths."""
+    """Write every chart as ``curves/<chart>.tsv`` and ``figures/<chart>.png`` (one with nothing logged yet
+    says so: dvc.yaml declares them all); the PNG paths."""
     live_dir = Path(live_dir)
     written = []
+    for folder in (CURVES, FIGURES):
+        (live_dir / folder).mkdir(parents=True, exist_ok=True)
     for chart in CHARTS:
         table = gather(live_dir, chart)
-        if table.empty:
-            continue
-        for folder in (CURVES, FIGURES):
-            (live_dir / folder).mkdir(parents=True, exist_ok=True)
         with atomic_path(live_dir / CURVES / f"{chart.name}.tsv") as tmp:
             table.to_csv(tmp, sep="\t", index=False)
         with atomic_path(live_dir / FIGURES / f"{chart.name}.png") as tmp:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pipeline.config.tuned import Tuned
 from pipeline.data.attributes import Groups
 from pipeline.data.dataset import InstanceDataset
 from pipeline.data.folds import split
+from pipeline.data.labels import load_labels
 from pipeline.evaluation.bootstrap import interval
 from pipeline.inference.trained import checkpoint_path, load_model
 from pipeline.models import registry
@@ -406,14 +408,25 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
     assert found["items"] and all(len(item["similar"]) <= 3 for item in found["items"])
     assert all(hit["class_id"].split("_")[0] == str(item["category_id"])
                for item in found["items"] for hit in item["similar"])
+    names = load_labels(labels)
+    assert all(hit["category"] == names.category_name(item["category_id"])
+               and hit["attributes"] == [names.attributes[a].name for a in names.parse(hit["class_id"]).attributes]
+               for item in found["items"] for hit in item["similar"]), "names beside the ids"
     assert (tmp_path / "similar" / f"{photo.stem}.png").is_file()
-    (tmp_path / "notes.jpg").write_text("not a photo")
+    said = rf"{re.escape(str(photo))}: \d+ item\(s\), up to 3 similar each -> .* \(\d+ ms\)\n"
+    assert re.fullmatch(said, done.stdout), done.stdout
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photo, folder / photo.name)
+    (folder / "notes.jpg").write_text("not a photo")
     segmented = offline_stage("segment", *common, "--run-dir", str(root / "run"), "--tuned", str(tuned),
-                              "--labels", labels, str(tmp_path / "notes.jpg"), str(photo),
-                              "--out", str(tmp_path / "segmented"))
+                              str(folder), "--out", str(tmp_path / "segmented"))  # the packaged label set
     assert segmented.returncode == 1 and "notes.jpg: not an image" in segmented.stderr, segmented.stderr
     assert "1 of 2 photo(s) could not be segmented" in segmented.stderr and "Traceback" not in segmented.stderr
     assert {p.name for p in (tmp_path / "segmented").iterdir()} == {f"{photo.stem}.json", f"{photo.stem}.png"}
+    assert segmented.stdout.startswith(f"{folder / photo.name}: ") and segmented.stdout.rstrip().endswith(" ms)")
+    mistyped = offline_stage("segment", *common, "--run-dir", str(root / "rnu"), "--tuned", str(tuned), str(photo))
+    assert mistyped.returncode == 1 and f"the runs in {root} are: {root / 'run'}" in mistyped.stderr
     params["maskrcnn"]["box_detections_per_img"] = 7
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(params))
     refused = offline_stage("similar", "--params", str(tmp_path / "other.yaml"), *search)

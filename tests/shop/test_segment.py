@@ -14,6 +14,7 @@ from pipeline.data.labels import load_labels
 from pipeline.inference.predict import Inference, make_views
 from pipeline.shop.render import items_json, overlay
 from pipeline.shop.segment import PhotoError, Segmenter, photo_on_grid, read_photo
+from pipeline.utils.drawing import font_size
 
 from model_configs import maskrcnn_config
 
@@ -64,10 +65,12 @@ def test_any_photo_gives_items_whose_json_masks_are_the_overlays(segmenter, tmp_
         decoded.append(type(item)(item.category, item.attributes, item.score, item.box, kaggle))
     picture = photo_on_grid(photo, segmenter.max_side)
     drawn = np.asarray(overlay(picture, items, LABELS))
-    assert drawn.shape == (*grid, 3)
+    line = font_size(grid[1]) + 6  # a title line above the photo on its grid, a legend line per item beneath
+    assert drawn.shape == (line + grid[0] + line * len(items) + 4, grid[1], 3)
     assert (np.asarray(overlay(picture, decoded, LABELS)) == drawn).all(), "the JSON's masks draw the same overlay"
     inside = items[-1].mask & ~np.logical_or.reduce([i.mask for i in items[:-1]] + [np.zeros(grid, bool)])
-    assert (drawn[inside] != np.asarray(picture)[inside]).any(), "an item's pixels are tinted"
+    shown = drawn[line:line + grid[0]]
+    assert (shown[inside] != np.asarray(picture.convert("RGB"))[inside]).any(), "an item's pixels are tinted"
 
 
 @pytest.mark.parametrize("content,message", [(b"", "the file is empty"), (b"not an image", "not an image PIL can read"),

@@ -30,5 +30,9 @@ def test_the_curves_are_grouped_by_chart_and_drawn(tmp_path):
     assert set(validation.curve) == {"score", "mask_ap"} and len(validation) == 4
 
 
-def test_nothing_logged_yet_draws_nothing(tmp_path):
-    assert write_curves(tmp_path, "unet") == [] and not (tmp_path / FIGURES).exists()
+def test_a_run_too_short_to_log_still_has_every_chart_dvc_declares(tmp_path):
+    _log(tmp_path, "val", "score", [0.0])  # one validation, no training interval logged yet
+    written = write_curves(tmp_path, "unet")
+    assert sorted(p.name for p in written) == ["learning_rate.png", "losses.png", "throughput.png", "validation.png"]
+    assert pd.read_csv(tmp_path / CURVES / "losses.tsv", sep="\t").empty
+    assert len(pd.read_csv(tmp_path / CURVES / "validation.tsv", sep="\t")) == 1
