@@ -37,7 +37,7 @@ def main() -> None:
     cli.add_argument("--allow-missing-weights", action="store_true",
                      help="build although the params name a weights file that no attached dataset provides")
     args = cli.parse_args()
-    from pipeline.kaggle.bundle import BundleError, build, notebook_params, weights_problem, wheelhouse
+    from pipeline.kaggle.bundle import build, check_weights, notebook_params, wheelhouse
     settings = load_section(args.params, "kaggle_kernel", KernelBuildParams)
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     versions = tuple(args.python or ([current] if args.wheelhouse_only else settings.python_versions))
@@ -45,9 +45,8 @@ def main() -> None:
                                            "enable_internet": args.internet or settings.enable_internet,
                                            "resume": args.resume or settings.resume})
     params = notebook_params(REPO, Path(args.params), settings)
-    problem = None if args.wheelhouse_only else weights_problem(params, settings)
-    if problem and not args.allow_missing_weights:  # before minutes of downloads
-        raise BundleError(f"{problem} (--allow-missing-weights builds anyway)")
+    # before minutes of downloads
+    problem = None if args.wheelhouse_only else check_weights(params, settings, args.allow_missing_weights)
     wheels = wheelhouse(args.wheelhouse / ("py" + "-".join(versions)), versions)
     print(f"dependency wheels for Python {', '.join(versions)}: {wheels}")
     if args.wheelhouse_only:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from stages._cli import tuned_postprocess
 if TYPE_CHECKING:
     from pipeline.shop.segment import Segmenter
 
-#: What a folder or a pattern given as photos is read for (compared without case).
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def add_arguments(cli: argparse.ArgumentParser) -> None:
@@ -34,27 +31,6 @@ def add_arguments(cli: argparse.ArgumentParser) -> None:
     cli.add_argument("--tuned", type=Path, help="tuned post-processing (default: tuning/<family>/postprocess.yaml)")
     cli.add_argument("--labels", type=Path, default=BUNDLED_LABELS,
                      help="label_descriptions.json (default: the competition's label set, shipped in the package)")
-
-
-def photo_paths(inputs: list[str]) -> list[Path]:
-    """The photos ``inputs`` name, in order: a folder gives its images (``PHOTO_SUFFIXES``, sorted), a pattern
-    (``*``, ``?``, ``[``) its matches (sorted), a file itself (a missing one is reported when it is read)."""
-    paths: list[Path] = []
-    for given in inputs:
-        if Path(given).is_file():
-            found, what = [Path(given)], ""
-        elif Path(given).is_dir():
-            found = sorted(p for p in Path(given).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
-            what = f"{given}: a folder with no images ({', '.join(PHOTO_SUFFIXES)})"
-        elif glob.has_magic(given):
-            found = sorted(Path(p) for p in glob.glob(given, recursive=True) if Path(p).is_file())
-            what = f"{given}: no file matches this pattern"
-        else:
-            found, what = [Path(given)], ""
-        if not found:
-            raise PipelineError(what)
-        paths += found
-    return paths
 
 
 def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmenter, dict]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages._cli import add_family, parser, run
-from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder, photo_paths
+from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder
 
 
 def main() -> None:
@@ -23,10 +23,11 @@ def main() -> None:
     add_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("segmented"), help="folder to write (default: segmented)")
     args = cli.parse_args()
-    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
+    from pipeline.shop.photos import photo_paths
     from pipeline.shop.render import items_json, overlay
     from pipeline.shop.segment import photo_on_grid
     from pipeline.utils.io import atomic_path, write_json
+    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
     output_folder(args.out, make=False)
     segment, model_info = open_segmenter(args, args.family)
     output_folder(args.out)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.config.params import load_section
 from pipeline.config.shop import IndexParams
 from stages._cli import parser, positive, run
-from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder, photo_paths
+from stages._photos import add_arguments, for_each_photo, open_segmenter, output_folder
 
 
 def main() -> None:
@@ -26,15 +26,16 @@ def main() -> None:
     add_arguments(cli)
     cli.add_argument("--out", type=Path, default=Path("similar"), help="folder to write (default: similar)")
     args = cli.parse_args()
-    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
     from pipeline.models import registry
     from pipeline.shop.build import catalogue_key
     from pipeline.shop.catalogue import load_catalogue
     from pipeline.shop.features import require_features
+    from pipeline.shop.photos import photo_paths
     from pipeline.shop.render import contact_sheet, items_json
     from pipeline.shop.segment import photo_on_grid
     from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
     from pipeline.utils.io import atomic_path, write_json
+    photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
     output_folder(args.out, make=False)
     family = load_section(args.params, "index", IndexParams).family
     segment, model_info = open_segmenter(args, family)

@@ -48,28 +48,16 @@ def main() -> None:
         held_out, held_out_policy = tuning.held_out_score(scorer, records, start, params, labels)
     seconds = time.perf_counter() - began
     atomic_write(args.out, Tuned(predictions.family, found.params).text())
-    report = {"images": len(records), "match_on": params.match_on,
-                              "default": round(found.start_score, 5),
-                              "tuned_thresholds": round(found.thresholds_score, 5), "tuned": round(found.score, 5),
-                              "tuned_held_out": round(held_out, 5),
-                              "policy_images": {"which": params.policy_images, "images": found.policy_images,
-                                                "before_attribute_tuning": _rounded(found.policy_start_score),
-                                                "tuned": _rounded(found.policy_score),
-                                                "tuned_held_out": _rounded(held_out_policy)},
-                              "evaluations": found.evaluations, "seconds": round(seconds, 1)}
+    report = tuning.report(found, held_out, held_out_policy, len(records), params, seconds)
     write_json(args.report, report)
     write_json(args.metrics, headline.tuning(report))
     changed = {k: v for k, v in found.params.model_dump().items() if v != getattr(start, k)}
+    policy = report["policy_images"]
     print(f"tuned on {len(records)} images in {seconds:.0f} s, {scorer.workers} process(es), "
           f"{found.evaluations} evaluations: {found.start_score:.4f} -> {found.score:.4f} "
           f"(held-out estimate {held_out:.4f}); attribute settings on {found.policy_images} {params.policy_images} "
-          f"images: {_rounded(found.policy_start_score)} -> {_rounded(found.policy_score)} "
-          f"(held-out {_rounded(held_out_policy)}); "
+          f"images: {policy['before_attribute_tuning']} -> {policy['tuned']} (held-out {policy['tuned_held_out']}); "
           f"changed {changed}")
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 5)
 
 
 if __name__ == "__main__":

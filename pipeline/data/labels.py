@@ -70,18 +70,10 @@ class LabelSet:
     def category_name(self, category: int) -> str:
         return self.categories[category].name
 
-    def short_category(self, category: int) -> str:
-        """The name to draw: ``"headband, head covering, hair accessory"`` -> ``"headband"`` (``short_name``)."""
-        return short_name(self.categories[category].name)
-
-    def short_attribute(self, attribute: int) -> str:
-        """The name to draw: ``"above-the-hip (length)"`` -> ``"above-the-hip"`` (``short_name``)."""
-        return short_name(self.attributes[attribute].name)
-
-    def caption(self, class_id: str) -> tuple[str, tuple[str, ...]]:
-        """A ClassId (``"10_7_20"``) as the short names to draw: the category's and its attributes'."""
-        parsed = self.parse(class_id)
-        return self.short_category(parsed.category), tuple(self.short_attribute(a) for a in parsed.attributes)
+    def short_names(self, class_id: ClassId) -> tuple[str, tuple[str, ...]]:
+        """What the pictures say of a ClassId: its category's and its attributes' ``short_name``."""
+        return (short_name(self.categories[class_id.category].name),
+                tuple(short_name(self.attributes[a].name) for a in class_id.attributes))
 
 
 #: The longest short name: longer ones are cut, with "…".

@@ -113,8 +113,9 @@ def write_val_submission(detections: Mapping[str, Detections], records: Sequence
 
 def _shape(class_id: str, mask: np.ndarray, labels: LabelSet, score: float | None = None) -> Shape:
     """A mask named as the pictures name it: the category's and attributes' short names, and the score."""
-    name, details = labels.caption(class_id)
-    return Shape(labels.parse(class_id).category, name if score is None else f"{name} {score:.2f}", details, mask)
+    parsed = labels.parse(class_id)
+    name, details = labels.short_names(parsed)
+    return Shape(parsed.category, name if score is None else f"{name} {score:.2f}", details, mask)
 
 
 def write_gallery(folder: Path | str, image_dir: Path | str, truth_table: pd.DataFrame,

@@ -123,3 +123,20 @@ def held_out_score(scorer: Scorer, records: Sequence[ImageRecord], start: Postpr
     policy = [v for k, v in per_image.items() if k in policy_ids]
     return (float(np.mean(list(per_image.values()))) if per_image else float("nan"),
             float(np.mean(policy)) if policy else None)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
+
+
+def report(found: SearchResult, held_out: float, held_out_policy: float | None, images: int, tune: TuneParams,
+           seconds: float) -> dict:
+    """Stage tune's report: the score before, after the thresholds and after the attribute settings, the held-out
+    estimate, the attribute settings' own images and scores, and the search's cost."""
+    return {"images": images, "match_on": tune.match_on, "default": round(found.start_score, 5),
+            "tuned_thresholds": round(found.thresholds_score, 5), "tuned": round(found.score, 5),
+            "tuned_held_out": round(held_out, 5),
+            "policy_images": {"which": tune.policy_images, "images": found.policy_images,
+                              "before_attribute_tuning": _rounded(found.policy_start_score),
+                              "tuned": _rounded(found.policy_score), "tuned_held_out": _rounded(held_out_policy)},
+            "evaluations": found.evaluations, "seconds": round(seconds, 1)}

@@ -57,16 +57,20 @@ def notebook_params(repo: Path, params_file: Path, build_params: KernelBuildPara
     return with_overrides(params_file, repo / build_params.params_overrides)
 
 
-def weights_problem(params: Mapping[str, Any], build_params: KernelBuildParams) -> str | None:
-    """Why the notebook would stop after starting: it needs a weights file that no attached dataset provides."""
+def check_weights(params: Mapping[str, Any], build_params: KernelBuildParams, allow_missing: bool) -> str | None:
+    """Refuse a notebook that would stop after starting: it needs a weights file that no attached dataset
+    provides. With ``allow_missing`` the refusal is returned as a warning instead."""
     wanted = (params.get("kaggle_session") or {}).get("weights_file", "")
     if not wanted or build_params.weights_dataset:
         return None
-    return (f"kaggle_session.weights_file is {wanted!r}, but kaggle_kernel.weights_dataset is empty: no attached "
-            "dataset provides that file, and the notebook would stop after its GPU session started. Upload it once as "
-            "a Kaggle dataset (docs/kaggle.md, 'Pretrained weights in an offline notebook') and set "
-            "kaggle_kernel.weights_dataset: <owner>/<slug>; or set kaggle_session.weights_file: '' in the notebook's "
-            "overrides to train from scratch")
+    problem = (f"kaggle_session.weights_file is {wanted!r}, but kaggle_kernel.weights_dataset is empty: no attached "
+               "dataset provides that file, and the notebook would stop after its GPU session started. Upload it once "
+               "as a Kaggle dataset (docs/kaggle.md, 'Pretrained weights in an offline notebook') and set "
+               "kaggle_kernel.weights_dataset: <owner>/<slug>; or set kaggle_session.weights_file: '' in the "
+               "notebook's overrides to train from scratch")
+    if not allow_missing:
+        raise BundleError(f"{problem} (--allow-missing-weights builds anyway)")
+    return problem
 
 
 _RUN_AS_SCRIPT = 'if __name__ == "__main__":\n    main()\n'
@@ -288,11 +292,10 @@ def build(repo: Path, out: Path, params_file: Path, build_params: KernelBuildPar
 
     ``build_params`` is the ``kaggle_kernel`` section of ``params_file`` as the command line amended it;
     ``as_notebook`` writes the bootstrap as a one-cell ``.ipynb``. A notebook that needs a weights file no
-    attached dataset provides is refused (``weights_problem``) unless ``allow_missing_weights``.
+    attached dataset provides is refused (``check_weights``) unless ``allow_missing_weights``.
     """
     params = notebook_params(repo, params_file, build_params)
-    if (problem := weights_problem(params, build_params)) and not allow_missing_weights:
-        raise BundleError(problem)
+    check_weights(params, build_params, allow_missing_weights)
     owner = kaggle_owner(build_params.owner, env)
     competition = load_section(params_file, "data", DataParams).competition
     meta = kernel_metadata(owner, build_params, competition, as_notebook)

@@ -20,8 +20,8 @@ _CAPTION = 2 * _LINE + 4  # pixels of caption under each crop
 
 def names(item: Item, labels: LabelSet) -> tuple[str, tuple[str, ...]]:
     """What the pictures say of an item: ``"dress 0.91"`` and its attributes' short names."""
-    return (f"{labels.short_category(item.category)} {item.score:.2f}",
-            tuple(labels.short_attribute(a) for a in item.attributes))
+    name, details = labels.short_names(labels.make(item.category, item.attributes))
+    return f"{name} {item.score:.2f}", details
 
 
 def overlay(photo: Image.Image, items: Sequence[Item], labels: LabelSet) -> Image.Image:

@@ -63,9 +63,8 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
     for item, found in zip(items, results, strict=True):
         row = [tile(photo_image, np.array(item.box) * to_grid, names(item, labels))]
         for result in found:
-            parsed = labels.parse(result["class_id"])
-            caption = (f"{labels.short_category(parsed.category)} sim {result['similarity']:.2f}",
-                       tuple(labels.short_attribute(a) for a in parsed.attributes))
+            name, details = labels.short_names(labels.parse(result["class_id"]))
+            caption = (f"{name} sim {result['similarity']:.2f}", details)
             with Image.open(inside(image_dir, result["image_id"], "image_id of the catalogue")) as image:
                 row.append(tile(to_rgb(image), result["box"], caption))
         rows.append(row)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.data.labels import BUNDLED_LABELS, ClassId, LabelError, load_labels
+from pipeline.data.labels import BUNDLED_LABELS, SHORT_NAME, ClassId, LabelError, load_labels, short_name
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,11 @@ def test_broken_label_file_names_the_file(tmp_path):
     path.write_text("{")
     with pytest.raises(LabelError, match="cannot read"):
         load_labels(path)
+
+
+def test_pictures_name_things_by_one_short_rule(labels):
+    assert short_name("headband, head covering, hair accessory") == "headband"
+    assert short_name("above-the-hip (length)") == "above-the-hip"
+    cut = short_name("no special manufacturing technique")
+    assert cut == "no special manu…" and len(cut) == SHORT_NAME
+    assert labels.short_names(labels.parse("10_0_18")) == ("dress", ("above-the-hip", "no opening"))

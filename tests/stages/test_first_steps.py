@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.inference.trained import checkpoint_path
+from pipeline.shop.photos import photo_paths
 from pipeline.utils.checkpoint import CheckpointError
 from pipeline.utils.errors import PipelineError
 from stages._cli import require_inputs
-from stages._photos import photo_paths
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = sorted([f"stages.{p.stem}" for p in (REPO / "stages").glob("[a-z]*.py")] + ["kaggle_kernel.build"])

@@ -1,0 +1,32 @@
+"""The photos a command was given: files, folders and patterns, in a stable order."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from pipeline.utils.errors import PipelineError
+
+#: What a folder or a pattern given as photos is read for (compared without case).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def photo_paths(inputs: list[str]) -> list[Path]:
+    """The photos ``inputs`` name, in order: a folder gives its images (``PHOTO_SUFFIXES``, sorted), a pattern
+    (``*``, ``?``, ``[``) its matches (sorted), a file itself (a missing one is reported when it is read)."""
+    paths: list[Path] = []
+    for given in inputs:
+        if Path(given).is_file():
+            found, what = [Path(given)], ""
+        elif Path(given).is_dir():
+            found = sorted(p for p in Path(given).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+            what = f"{given}: a folder with no images ({', '.join(PHOTO_SUFFIXES)})"
+        elif glob.has_magic(given):
+            found = sorted(Path(p) for p in glob.glob(given, recursive=True) if Path(p).is_file())
+            what = f"{given}: no file matches this pattern"
+        else:
+            found, what = [Path(given)], ""
+        if not found:
+            raise PipelineError(what)
+        paths += found
+    return paths
