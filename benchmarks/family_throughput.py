@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.inference.trained import load_model  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 
-#: Each family at ResNet-50 depth, with its schema's defaults (torchvision's Mask R-CNN, the paper's YOLACT).
+#: Each family at ResNet-50 depth, with its schema's defaults (torchvision's Mask R-CNN, the papers' YOLACT and
+#: Mask2Former).
 RESNET50 = {name: registry.family(name).params(**settings) for name, settings in {
     "maskrcnn": {"architecture": "maskrcnn_resnet50_fpn"}, "unet": {"encoder": "resnet50"},
-    "yolact": {"backbone": "resnet50"}}.items()}
+    "yolact": {"backbone": "resnet50"}, "mask2former": {"backbone": "resnet50"}}.items()}
 FAMILIES = tuple(RESNET50)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.comparison.speed import measure
-from pipeline.comparison.table import ComparisonError, entry, image_scores
+from pipeline.comparison.table import ComparisonError, entry, fashionpedia_scores, image_scores
 from pipeline.config.comparison import CompareParams
 from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
@@ -25,6 +25,7 @@ UNVALIDATED = {"epoch": None, "mask_ap": None}
 
 #: What stage evaluate writes into each family's evaluation folder for the comparison.
 IMAGE_SCORES = "image_scores.csv"
+FASHIONPEDIA = "fashionpedia.json"
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def compare(settings: Settings, run_root: Path, evaluation_root: Path, dataset: 
     """Each family of ``compare.families`` in a row (``pipeline.comparison.table.entry``), keyed by family;
     the submission's (``model.family``) must be one of them, and each must be a family of the registry.
 
-    Reads ``<run_root>/<family>/best.pt`` (the validation record of its best epoch) and
-    ``<evaluation_root>/<family>/image_scores.csv``; a missing one is a clear error naming the stage to run.
+    Reads ``<run_root>/<family>/best.pt`` (the validation record of its best epoch),
+    ``<evaluation_root>/<family>/image_scores.csv`` and ``fashionpedia.json``; a missing one is a clear error
+    naming the stage to run.
     A run stopped by its time limit before its first validation (a Kaggle session's) has only ``last.pt``:
     it is compared as stage predict used it, with no best epoch and no mask AP.
     Speed and memory are measured now, one family after the other, on ``dataset``'s first images.
@@ -67,12 +69,13 @@ def compare(settings: Settings, run_root: Path, evaluation_root: Path, dataset: 
         except checkpoint.CheckpointError:
             raise ComparisonError(f"{run_root / family / checkpoint.BEST}: missing: family {family!r} has not been "
                                   f"trained (dvc repro train@{family}, or add it to compare.families)") from None
-        found[family] = weights, image_scores(evaluation_root / family / IMAGE_SCORES, family)
+        found[family] = (weights, image_scores(evaluation_root / family / IMAGE_SCORES, family),
+                         fashionpedia_scores(evaluation_root / family / FASHIONPEDIA, family))
     rows = {}
-    for family, (weights, scores) in tqdm(found.items(), desc="compare", unit="family"):
+    for family, (weights, scores, fashionpedia) in tqdm(found.items(), desc="compare", unit="family"):
         saved = checkpoint.load(weights, remedy=f"rerun stage train@{family}")
         record = saved.get("score") or UNVALIDATED
         measured = measure(weights, registry.load(settings.params_path, family), num_attributes, dataset, params,
                            settings.train, settings.predict)
-        rows[family] = entry(family, scores, record, measured, params)
+        rows[family] = entry(family, scores, record, measured, params, fashionpedia)
     return rows

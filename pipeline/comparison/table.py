@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -40,12 +41,39 @@ def image_scores(path: Path, family: str) -> pd.Series:
     return frame.set_index(IMAGE_SCORE_COLUMNS[0])[IMAGE_SCORE_COLUMNS[1]]
 
 
+#: What the comparison shows of stage evaluate's Fashionpedia scores (``pipeline.evaluation.fashionpedia``).
+FASHIONPEDIA_COLUMNS = ("mask_ap", "ap_iou_f1")
+
+
+def fashionpedia_scores(path: Path, family: str) -> dict[str, float | None]:
+    """The Fashionpedia mask AP and AP with attributes that stage evaluate wrote for ``family``."""
+    remedy = f"rerun stage evaluate@{family}"
+    if not path.is_file():
+        raise ComparisonError(f"{path}: missing: family {family!r} has not been evaluated "
+                              f"(dvc repro evaluate@{family}, or add it to compare.families)")
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ComparisonError(f"{path}: cannot read it as JSON ({exc}); {remedy}") from exc
+    if not isinstance(found, dict) or not all(k in found and _is_score(found[k]) for k in FASHIONPEDIA_COLUMNS):
+        raise ComparisonError(f"{path}: expected the numbers {', '.join(FASHIONPEDIA_COLUMNS)} (or null); {remedy}")
+    return {k: found[k] for k in FASHIONPEDIA_COLUMNS}
+
+
+def _is_score(value: object) -> bool:
+    """A number in [0, 1], or None (the evaluator had no ground truth to score)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+
+
 def entry(family: str, scores: pd.Series, best: Mapping[str, Any], measured: Measurement, params: CompareParams,
-          ) -> dict[str, Any]:
-    """One family's row: ``best`` is its best checkpoint's validation record (epoch, mask AP, pixel scores)."""
+          fashionpedia: Mapping[str, float | None]) -> dict[str, Any]:
+    """One family's row: ``best`` is its best checkpoint's validation record (epoch, mask AP, pixel scores);
+    ``fashionpedia`` the Fashionpedia scores of its evaluation (mask AP, AP with attributes)."""
     low, high = interval(scores.to_numpy(), params.bootstrap_resamples, params.seed)
     row = {"family": family, "score": float(scores.mean()), "score_ci95": [low, high], "val_images": len(scores),
-           "mask_ap": best["mask_ap"], "best_epoch": best["epoch"], **asdict(measured)}
+           "mask_ap": best["mask_ap"], "best_epoch": best["epoch"],
+           "fashionpedia": {"mask_ap": fashionpedia["mask_ap"], "ap_iou_f1": fashionpedia["ap_iou_f1"]},
+           **asdict(measured)}
     for name in PIXEL_SCORES:
         if name in best:
             row[name] = {"train": best.get(f"train_{name}"), "val": best[name]}
@@ -58,14 +86,15 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
     """The table README shows: one line per family."""
-    lines = ["| family | score (95 % interval) | mask AP | train img/s | inference img/s | parameters | "
-             "peak memory | pixel accuracy train / val | attributes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | score (95 % interval) | mask AP | Fashionpedia mask AP / AP IoU+F1 | train img/s | "
+             "inference img/s | parameters | peak memory | pixel accuracy train / val | attributes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows.values():
         pixels = row.get("pixel_accuracy")
         low, high = row["score_ci95"]
         lines.append(
             f"| {row['family']} | {row['score']:.3f} ({low:.3f}–{high:.3f}) | {_number(row['mask_ap'])} | "
+            f"{_number(row['fashionpedia']['mask_ap'])} / {_number(row['fashionpedia']['ap_iou_f1'])} | "
             f"{row['train_images_per_second']:.2f} | {row['inference_images_per_second']:.2f} | "
             f"{row['parameters'] / 1e6:.1f} M | {row['peak_memory_mb']:,.0f} MB | "
             f"{_number(pixels['train']) + ' / ' + _number(pixels['val']) if pixels else '–'} | "

@@ -36,8 +36,11 @@ from stage_runs import TINY_UNET_TRAINING, TINY_YOLACT_TRAINING, stage, training
 from training_runs import TRAIN
 
 CPU = torch.device("cpu")
+#: What each family's stage evaluate wrote of the Fashionpedia scores (null: no ground truth to score).
+FASHIONPEDIA = {"maskrcnn": {"mask_ap": 0.125, "ap_iou_f1": 0.0625, "mask_ap50": 0.25},
+                "unet": {"mask_ap": 0.5, "ap_iou_f1": None}, "yolact": {"mask_ap": 0.0, "ap_iou_f1": 0.0}}
 FAMILIES = ("maskrcnn", "unet", "yolact")
-FIELDS = {"family", "score", "score_ci95", "val_images", "mask_ap", "best_epoch", "attributes",
+FIELDS = {"family", "score", "score_ci95", "val_images", "mask_ap", "best_epoch", "fashionpedia", "attributes",
           "train_images_per_second", "inference_images_per_second", "parameters", "peak_memory_mb", "device"}
 
 
@@ -55,6 +58,7 @@ def finished(small_instances, small_dataset, tmp_path_factory) -> tuple[Path, Pa
         scores = pd.DataFrame({"ImageId": ["a.jpg", "b.jpg", "c.jpg"], "score": [0.0, 0.5, 1.0]})
         (root / "evaluation" / family).mkdir(parents=True)
         scores.to_csv(root / "evaluation" / family / "image_scores.csv", index=False)
+        (root / "evaluation" / family / "fashionpedia.json").write_text(json.dumps(FASHIONPEDIA[family]))
     compare_args = [*args, "--models", str(root / "models"), "--evaluation", str(root / "evaluation"),
                     "--images", str(small_dataset / "train"), "--out", str(root / "compare.json"),
                     "--table", str(root / "compare.md"), "--chart", str(root / "compare.png")]
@@ -107,6 +111,9 @@ def _check_table(table: str, rows: dict) -> None:
         assert _numbers(cells["score (95 % interval)"]) == pytest.approx([row["score"], *row["score_ci95"]], abs=5e-4)
         assert _numbers(cells["mask AP"]) == pytest.approx([row["mask_ap"]] if row["mask_ap"] is not None else [],
                                                            abs=5e-4)
+        fashionpedia = row["fashionpedia"]
+        assert cells["Fashionpedia mask AP / AP IoU+F1"] == " / ".join(
+            "–" if v is None else f"{v:.3f}" for v in (fashionpedia["mask_ap"], fashionpedia["ap_iou_f1"]))
         assert _numbers(cells["train img/s"]) == pytest.approx([row["train_images_per_second"]], abs=5e-3)
         assert _numbers(cells["inference img/s"]) == pytest.approx([row["inference_images_per_second"]], abs=5e-3)
         assert _numbers(cells["parameters"]) == pytest.approx([row["parameters"] / 1e6], abs=0.05)
@@ -130,6 +137,7 @@ def test_compare_writes_every_field_for_every_family(finished):
         assert 0 <= low < 0.5 < high <= 1
         assert row["train_images_per_second"] > 0 and row["inference_images_per_second"] > 0
         assert row["parameters"] > 1e6 and row["peak_memory_mb"] > 100 and row["device"] == "cpu"
+        assert row["fashionpedia"] == {k: FASHIONPEDIA[family][k] for k in ("mask_ap", "ap_iou_f1")}
         built = registry.load(params, family).build(47, 92, initial_weights=False)
         assert row["parameters"] == sum(p.numel() for p in built.parameters()), family
     assert rows["maskrcnn"]["attributes"] and not rows["unet"]["attributes"] and rows["yolact"]["attributes"]
@@ -148,13 +156,30 @@ def test_a_family_without_outputs_is_a_clear_error(finished, tmp_path):
     root, params, args = finished
     missing = tmp_path / "evaluation"
     (missing / "maskrcnn").mkdir(parents=True)
-    (missing / "maskrcnn" / "image_scores.csv").write_bytes((root / "evaluation" / "maskrcnn" /
-                                                             "image_scores.csv").read_bytes())
+    for name in ("image_scores.csv", "fashionpedia.json"):
+        (missing / "maskrcnn" / name).write_bytes((root / "evaluation" / "maskrcnn" / name).read_bytes())
     at = args.index("--evaluation")
     done = stage("compare", *args[:at + 1], str(missing), *args[at + 2:])
     assert done.returncode == 1
     assert done.stderr.strip() == (f"error: {missing / 'unet' / 'image_scores.csv'}: missing: family 'unet' has not "
                                    "been evaluated (dvc repro evaluate@unet, or add it to compare.families)")
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"mask_ap": 0.5}', '{"mask_ap": "high", "ap_iou_f1": 0.1}',
+                                     '{"mask_ap": 1.5, "ap_iou_f1": 0.1}', '[0.5, 0.1]'])
+def test_a_damaged_fashionpedia_file_is_a_clear_error(finished, tmp_path, content):
+    root, _, args = finished
+    evaluation = tmp_path / "evaluation"
+    for family in FAMILIES:
+        (evaluation / family).mkdir(parents=True)
+        for name in ("image_scores.csv", "fashionpedia.json"):
+            (evaluation / family / name).write_bytes((root / "evaluation" / family / name).read_bytes())
+    (evaluation / "yolact" / "fashionpedia.json").write_text(content)
+    at = args.index("--evaluation")
+    done = stage("compare", *args[:at + 1], str(evaluation), *args[at + 2:])
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {evaluation / 'yolact' / 'fashionpedia.json'}: "), done.stderr
+    assert done.stderr.strip().endswith("rerun stage evaluate@yolact") and "Traceback" not in done.stderr
 
 
 def test_a_run_stopped_before_its_first_validation_is_compared_from_its_last_checkpoint(finished, tmp_path):
@@ -300,5 +325,6 @@ def test_an_unknown_family_in_compare_families_names_the_known_ones(tmp_path):
     params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
     params["compare"]["families"] = ["maskrcnn", "maskrnn"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(FamilyError, match="no model family 'maskrnn' .*; the known families are maskrcnn, unet"):
+    with pytest.raises(FamilyError,
+                       match="no model family 'maskrnn' .*; the known families are mask2former, maskrcnn, unet"):
         comparison.compare(comparison.Settings.load(tmp_path / "params.yaml"), tmp_path, tmp_path, None, 92)

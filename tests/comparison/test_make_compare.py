@@ -13,11 +13,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = yaml.safe_load((REPO / "compare" / "params.yaml").read_text())["compare"]["families"]
-#: compare/params.yaml shrunk to minutes: 18 images, one epoch, light UNet and YOLACT.
+#: compare/params.yaml shrunk to minutes: 18 images, one epoch, light UNet, YOLACT and Mask2Former.
 REDUCED = {"synthetic": {"train_images": 18, "test_images": 2}, "folds": {"n_folds": 3},
            "compare": {"families": FAMILIES, "train_steps": 1, "inference_images": 2},
            "train": {"epochs": 1}, "predict": {"scales": [1.0]}, "tune": {"rounds": 1},
-           "unet": {"decoder_channels": [32, 16, 16, 8, 8]}, "yolact": {"prototypes": 8}}
+           "unet": {"decoder_channels": [32, 16, 16, 8, 8]}, "yolact": {"prototypes": 8},
+           "mask2former": {"num_queries": 20, "hidden_dim": 64, "train_num_points": 512}}
 
 
 def make_compare(overrides: Path, workspace: Path) -> subprocess.CompletedProcess:
@@ -44,6 +45,7 @@ def test_make_compare_compares_every_family_and_reruns_only_the_changed_one(tmp_
         evaluated = json.loads((workspace / "reports" / family / "evaluate.json").read_text())
         assert row["score"] == pytest.approx(evaluated["submitted"], abs=1e-4), "the tuned score evaluate submitted"
         assert row["val_images"] == evaluated["images"] and row["inference_images_per_second"] > 0
+        assert row["fashionpedia"] == {k: evaluated["fashionpedia"][k] for k in ("mask_ap", "ap_iou_f1")}
     assert first.stdout.endswith((workspace / "reports" / "compare.md").read_text())
     assert (REPO / "dvc.lock").read_bytes() == lock, "the project's own pipeline state is left alone"
 

@@ -17,7 +17,7 @@ from model_configs import one_image
 
 #: What docs/models.md says each built-in family offers.
 DOCUMENTED = {"maskrcnn": {"instance_features", "backbone"}, "unet": {"backbone", "inference_counts", "confusion"},
-              "yolact": {"backbone"}, "fake": set()}
+              "yolact": {"backbone"}, "mask2former": {"backbone"}, "fake": set()}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -390,8 +390,7 @@ def test_stages_index_and_similar_from_a_training_run(trained, small_dataset, tm
                          "--report", str(tmp_path / "retrieval-report.json"))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "retrieval-report.json").read_text())
-    assert json.loads((tmp_path / "retrieval.json").read_text()) == {"precision": metrics["category"]["precision"],
-                                                                    "margin": metrics["category"]["margin"]}
+    assert json.loads((tmp_path / "retrieval.json").read_text()) == {"precision": metrics["category"]["precision"]}
     assert metrics["catalogue_items"] > 0 and metrics["features"] in metrics["by_features"]
     assert metrics["score"] == max(scores["score"] for scores in metrics["by_features"].values())
     assert 0 < metrics["ivf_recall_at_k"] <= 1 and json.loads((tmp_path / "index" / "manifest.json").read_text())[

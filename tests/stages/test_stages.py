@@ -180,13 +180,19 @@ def test_predict_tune_evaluate_and_submission_stages_chain(trained, small_instan
                       "--instances", str(tmp_path / "instances.parquet"), "--images", str(small_dataset / "train"),
                       *labels, "--tuned", str(tmp_path / "postprocess.yaml"), "--metrics", str(tmp_path / "eval.json"),
                       "--report", str(tmp_path / "eval-report.json"), "--val-submission", str(tmp_path / "val.csv"),
-                      "--gallery", str(tmp_path / "gallery"))
+                      "--gallery", str(tmp_path / "gallery"), "--fashionpedia", str(tmp_path / "fashionpedia.json"))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval-report.json").read_text())
-    assert json.loads((tmp_path / "eval.json").read_text()) == {"score": report["submitted"],
-                                                               "no_tta": report["tuned_no_tta"]}
+    fashionpedia = report["fashionpedia"]
+    assert json.loads((tmp_path / "eval.json").read_text()) == {
+        "score": report["submitted"], "no_tta": report["tuned_no_tta"], "mask_ap": fashionpedia["mask_ap"],
+        "ap_f1": fashionpedia["ap_iou_f1"]}
+    assert json.loads((tmp_path / "fashionpedia.json").read_text()) == fashionpedia
+    assert 0 <= fashionpedia["mask_ap"] <= fashionpedia["mask_ap50"] <= 1 and 0 <= fashionpedia["ap_iou_f1"] <= 1
+    assert fashionpedia["images"] == report["images"] and 0 < fashionpedia["attributed_images"] <= report["images"]
+    assert f"mask AP {fashionpedia['mask_ap']:.4f}" in evaluated.stdout
     assert {"default_tta", "default_no_tta", "tuned_tta", "tuned_no_tta", "submitted", "per_class",
-            "attribute_policies", "attributes"} <= set(report)
+            "attribute_policies", "attributes", "fashionpedia"} <= set(report)
     policies = report["attribute_policies"]["all_images"]
     assert set(policies) == {"images", "drop", "category", "full", "tuned"}
     assert policies["tuned"] == pytest.approx(report["submitted"], abs=1e-4)
