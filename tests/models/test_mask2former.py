@@ -57,14 +57,8 @@ def test_eval_finds_the_trained_image_items_with_their_attributes(model_of_one_i
     image, target = one_image()
     with torch.no_grad():
         found = model_of_one_image([image])[0]
-    n = len(found["boxes"])
-    assert 1 <= n <= 20
-    assert found["boxes"].shape == (n, 4) and found["masks"].shape == (n, 1, 16, 16)
-    assert found["labels"].dtype == torch.int64 and bool(((found["labels"] >= 1) & (found["labels"] <= 46)).all())
-    assert bool((found["scores"][:-1] >= found["scores"][1:]).all()), "best first"
-    assert bool((found["boxes"][:, 0] >= 0).all() and (found["boxes"][:, 2] <= 90).all()
-                and (found["boxes"][:, 3] <= 64).all())
-    assert found["masks"].min() >= 0 and found["masks"].max() <= 1 and found["attributes"].shape == (n, 92)
+    # shapes, dtypes and bounds of eval mode are the contract suite's (tests/models/test_contract.py), for every family
+    assert 1 <= len(found["boxes"]) <= 20 and bool((found["scores"][:-1] >= found["scores"][1:]).all()), "best first"
     best = {int(label): k for k, label in reversed(list(enumerate(found["labels"].tolist())))}
     for box, label in zip(target["boxes"], target["labels"].tolist(), strict=True):
         assert label in best and box_iou(found["boxes"][best[label]][None], box[None]).item() > 0.5, label
