@@ -10,11 +10,11 @@ RUN := PATH="$(BIN):$$PATH"
 
 WHEELHOUSE := build/wheelhouse/py$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo compare scale test test-fast lint bench kaggle-kernel dvc-deps
+.PHONY: demo compare scale test test-fast lint bench kaggle-kernel dvc-deps browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,serve,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,11 +35,20 @@ $(WHEELHOUSE)/.complete: $(STAMP)
 
 # Lint first (style and the declared layering of pyproject.toml), then every test. The slowest tests
 # are listed at the end of the output; the bundle tests may not skip for want of wheels.
-test: lint $(WHEELHOUSE)/.complete
+test: lint $(WHEELHOUSE)/.complete browser
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest --durations=15
 
-test-fast: lint $(WHEELHOUSE)/.complete
+test-fast: lint $(WHEELHOUSE)/.complete browser
 	$(RUN) IMATERIALIST_REQUIRE_WHEELHOUSE=1 pytest -m "not slow" --durations=15
+
+# The web page's browser test drives Debian's Chromium: installed here when missing and this runs as root with
+# apt-get; otherwise the test skips and says why (tests/browser.py).
+browser:
+	@if [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null) || echo "could not install Chromium: the browser test will skip"; \
+	else echo "no Chromium and no root apt-get to install it: the browser test will skip"; fi
 
 lint: $(STAMP)
 	$(RUN) ruff check pipeline stages tests benchmarks kaggle_kernel compare tools

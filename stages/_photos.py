@@ -1,4 +1,4 @@
-"""What stages segment and similar share: the model arguments and the segmenter they build from params."""
+"""What stages segment and similar share: the model arguments, the API's model they open, the loop over photos."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config.inference import PredictParams
 from pipeline.config.model import ModelParams
 from pipeline.config.params import load_section
-from pipeline.config.shop import SegmentParams
-from pipeline.config.tuned import load_tuned
-from pipeline.data.labels import BUNDLED_LABELS, load_labels
+from pipeline.data.labels import BUNDLED_LABELS
 from pipeline.utils.errors import PipelineError
 from stages._cli import tuned_postprocess
 
 if TYPE_CHECKING:
-    from pipeline.shop.segment import Segmenter
+    from pipeline.shop.model import FashionModel
 
 
 
@@ -27,35 +24,26 @@ def add_arguments(cli: argparse.ArgumentParser) -> None:
     """The photos, then the model's arguments."""
     cli.add_argument("photos", nargs="+", help="photos of any size: files, folders (every image inside, sorted) "
                                                "or quoted patterns such as 'shop/*.jpg'")
+    add_model_arguments(cli)
+
+
+def add_model_arguments(cli: argparse.ArgumentParser) -> None:
+    """The run folder, its tuned post-processing and the label set."""
     cli.add_argument("--run-dir", type=Path, help="training run folder (default: models/<family>)")
     cli.add_argument("--tuned", type=Path, help="tuned post-processing (default: tuning/<family>/postprocess.yaml)")
     cli.add_argument("--labels", type=Path, default=BUNDLED_LABELS,
                      help="label_descriptions.json (default: the competition's label set, shipped in the package)")
 
 
-def open_segmenter(args: argparse.Namespace, family: str | None) -> tuple[Segmenter, dict]:
-    """The segmenter of ``family`` (default ``model.family``) and a description of its model for the JSON."""
-    from pipeline.inference.predict import Inference, make_views
-    from pipeline.inference.trained import open_model
-    from pipeline.models import registry
-    from pipeline.shop.segment import Segmenter
+def open_model(args: argparse.Namespace, family: str | None, index: Path | None = None) -> FashionModel:
+    """The Python API's model of ``--run-dir`` (default ``models/<family>``, the family ``model.family`` unless
+    given) with ``--params``, ``--tuned`` (default ``tuning/<family>/postprocess.yaml``) and ``--labels``."""
+    from pipeline import load
 
     family = family or load_section(args.params, "model", ModelParams).family
-    config = registry.load(args.params, family)
-    segment = load_section(args.params, "segment", SegmentParams)
-    predict = load_section(args.params, "predict", PredictParams)
-    tuned_path = tuned_postprocess(args.params, args.tuned, family)
-    tuned = load_tuned(tuned_path)
-    labels = load_labels(args.labels)
-    run_dir = args.run_dir or Path("models") / family
-    tuned.require_family(family, tuned_path, f"the model of {run_dir}")
-    trained = open_model(run_dir, config, len(labels.attributes), segment.device, device_setting="segment.device",
-                         doing="segmenting")
-    views = make_views(predict.scales, predict.hflip)
-    inference = Inference(trained.model, views, config.model, trained.device,
-                          segment.precision if trained.device.type == "cuda" else "fp32")
-    segmenter = Segmenter(inference, tuned.postprocess, labels, segment.max_side)
-    return segmenter, {"family": family, "checkpoint": str(trained.checkpoint), "views": [v.name for v in views]}
+    return load(args.run_dir or Path("models") / family, params=args.params,
+                tuned=tuned_postprocess(args.params, args.tuned, family), index=index, labels=args.labels,
+                family=family)
 
 
 def for_each_photo(paths: list[Path], work: Callable[[Path, str], str], doing: str) -> None:

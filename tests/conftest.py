@@ -15,7 +15,7 @@ from pipeline.data.annotations import prepare
 from pipeline.data.labels import load_labels
 from pipeline.data.synthetic import write_dataset
 
-from stage_runs import run_dirs, stage, training_inputs
+from stage_runs import run_dirs, stage, training_inputs, user_project
 
 # No per-example time limit: on a loaded 2-core machine Hypothesis's default 200 ms deadline fails tests
 # that are correct, only slow for a moment.
@@ -74,3 +74,9 @@ def trained(small_instances, small_dataset, tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     assert (root / "run" / "last.pt").is_file() and not (root / "run" / "best.pt").exists()
     return root
+
+
+@pytest.fixture(scope="session")
+def project(trained, small_dataset, tmp_path_factory) -> Path:
+    """A project folder as ``dvc repro`` leaves it: params, ``models/maskrcnn``, its tuning and its catalogue."""
+    return user_project(tmp_path_factory.mktemp("project"), trained, small_dataset / "train")

@@ -1,9 +1,9 @@
 """Run a stage as ``dvc.yaml`` does, with the network refused: the ``offline`` fixture of a stage subprocess.
 
-``python tests/offline_stage.py -m stages.NAME ARGS...``. Any attempt to resolve a host name or to connect
-an internet socket ends the process at once with status ``REFUSED`` and ``network access refused: ...``
-on stderr: no ``except`` in the stage can swallow it, and the test sees a failed run. Unix sockets stay
-open (DataLoader workers hand tensors over them: not the network).
+``python tests/offline_stage.py -m stages.NAME ARGS...`` (or ``-c CODE``, as ``python -c``). Any attempt to
+resolve a host name or to connect an internet socket ends the process at once with status ``REFUSED`` and
+``network access refused: ...`` on stderr: no ``except`` in the stage can swallow it, and the test sees a
+failed run. Unix sockets stay open (DataLoader workers hand tensors over them: not the network).
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ def refuse_network() -> None:
 
 
 if __name__ == "__main__":
-    flag, module, *rest = sys.argv[1:]
-    assert flag == "-m", "usage: offline_stage.py -m MODULE ARGS..."
+    flag, target, *rest = sys.argv[1:]
+    assert flag in ("-m", "-c"), "usage: offline_stage.py -m MODULE ARGS... | -c CODE"
     refuse_network()
-    sys.argv = [module, *rest]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    sys.argv = [target if flag == "-m" else "-c", *rest]
+    if flag == "-m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        sys.path.insert(0, "")  # as python -c: the working folder first
+        exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pipeline.data.folds import make_folds
 from model_configs import TINY_UNET, TINY_YOLACT
 
 REPO = Path(__file__).resolve().parents[1]
+LABELS = REPO / "pipeline" / "data" / "label_descriptions.json"
 
 
 def stage(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -91,3 +93,26 @@ def predict_args(root: Path, params: Path, small_dataset: Path, out: Path) -> li
             "--sample-submission", str(small_dataset / "sample_submission.csv"),
             "--test-images", str(small_dataset / "test"), "--labels", str(small_dataset / "label_descriptions.json"),
             "--out", str(out)]
+
+
+def user_project(root: Path, trained: Path, images: Path) -> Path:
+    """``root`` laid out as a project after ``dvc repro``: ``params.yaml``, ``models/maskrcnn`` (``trained``'s run),
+    ``tuning/maskrcnn/postprocess.yaml`` and ``index/`` (built by stage index from ``images``). Every threshold is
+    0: the run has trained for two steps and scores little."""
+    from pipeline.config.inference import PostprocessParams
+    from pipeline.config.tuned import Tuned
+
+    params = yaml.safe_load((trained / "params.yaml").read_text())
+    params["maskrcnn"]["box_score_thresh"] = 0.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(trained / "run", root / "models" / "maskrcnn")
+    postprocess = PostprocessParams.model_validate({**params["postprocess"], "score_thresh": 0.0,
+                                                    "max_detections": 8})
+    (root / "tuning" / "maskrcnn").mkdir(parents=True)
+    (root / "tuning" / "maskrcnn" / "postprocess.yaml").write_text(Tuned("maskrcnn", postprocess).text())
+    done = stage("index", "--params", str(root / "params.yaml"), "--run-dir", str(root / "models" / "maskrcnn"),
+                 "--instances", str(trained / "instances.parquet"), "--images", str(images),
+                 "--folds", str(trained / "folds.csv"), "--labels", str(LABELS), "--out", str(root / "index"),
+                 "--metrics", str(root / "retrieval.json"), "--report", str(root / "retrieval-report.json"))
+    assert done.returncode == 0, done.stderr
+    return root

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 #: ``build(family_params, model_params, num_classes, num_attributes, initial_weights)``
 Builder = Callable[[Any, ModelParams, int, int, bool], "nn.Module"]
+#: ``one_image(model)``: a module taking one float (3, h, w) image and returning a tuple of tensors, which the
+#: ONNX exporter can trace, and each output's name and meaning in order (``pipeline.inference.export``)
+OnnxModule = Callable[["nn.Module"], tuple["nn.Module", dict[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class Family:
     #: Its section's values for the lightest model, built and trained on a CPU in seconds at 64 x 96 pixels:
     #: the test suite checks every family of the registry with them (tests/models/test_contract.py).
     smoke_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: How its trained model exports to ONNX; None when it cannot, and ``no_onnx`` says why (docs/shop.md).
+    onnx: OnnxModule | None = None
+    no_onnx: str = ""
 
     def code_modules(self) -> tuple[str, ...]:
         """The project's modules the builder's module imports: a family's code, in the keys of its checkpoints

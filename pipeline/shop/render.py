@@ -43,7 +43,7 @@ def items_json(photo: Photo, items: Sequence[Item], labels: LabelSet, model: dic
     """The photo's items with names, boxes (photo pixels) and masks (on the grid) as Kaggle and COCO RLE."""
     grid = list(items[0].mask.shape) if items else [photo.height, photo.width]
     return {
-        "photo": str(photo.path), "height": photo.height, "width": photo.width, "mask_grid": grid, "model": model,
+        "photo": photo.name, "height": photo.height, "width": photo.width, "mask_grid": grid, "model": model,
         "items": [{"category_id": item.category, "category": labels.category_name(item.category),
                    "attribute_ids": list(item.attributes),
                    "attributes": [labels.attributes[a].name for a in item.attributes],

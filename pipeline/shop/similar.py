@@ -15,7 +15,7 @@ from pipeline.data.pixels import to_rgb
 from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.masks import resize_nearest
 from pipeline.inference.predict import Inference
-from pipeline.shop.catalogue import Catalogue
+from pipeline.shop.catalogue import Catalogue, CatalogueError
 from pipeline.shop.features import embed
 from pipeline.shop.render import names, tile
 from pipeline.shop.segment import Item, Photo
@@ -65,7 +65,12 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
         for result in found:
             name, details = labels.short_names(labels.parse(result["class_id"]))
             caption = (f"{name} sim {result['similarity']:.2f}", details)
-            with Image.open(inside(image_dir, result["image_id"], "image_id of the catalogue")) as image:
-                row.append(tile(to_rgb(image), result["box"], caption))
+            path = inside(image_dir, result["image_id"], "image_id of the catalogue")
+            try:
+                with Image.open(path) as image:
+                    row.append(tile(to_rgb(image), result["box"], caption))
+            except OSError as exc:  # moved or deleted since stage index ran
+                raise CatalogueError(f"{path}: a catalogue image cannot be read ({exc.strerror or exc}); "
+                                     "rebuild the catalogue where its images are: dvc repro index") from exc
         rows.append(row)
     return rows

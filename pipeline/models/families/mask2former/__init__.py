@@ -25,4 +25,6 @@ FAMILY = Family("mask2former", Mask2FormerParams, build, weights_param="weights"
                 smoke_settings={"backbone": "resnet18", "num_queries": 20, "hidden_dim": 32, "encoder_layers": 1,
                                 "decoder_layers": 3, "num_heads": 4, "encoder_feedforward_dim": 64,
                                 "decoder_feedforward_dim": 64, "train_num_points": 256, "max_detections": 20,
-                                "mask_size": 16})
+                                "mask_size": 16},
+                no_onnx="its exported graph fails in onnxruntime (a Where node that does not broadcast) and "
+                        "it crops masks to sizes found in the data; a trace is wrong at other image sizes")

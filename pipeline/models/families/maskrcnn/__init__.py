@@ -20,6 +20,14 @@ def build(settings: MaskRCNNParams, model_params: ModelParams, num_classes: int,
     return build_detector(settings, model_params, num_classes, num_attributes, initial_weights)
 
 
+def onnx_module(detector: nn.Module) -> tuple[nn.Module, dict[str, str]]:
+    """The one-image module that ONNX exports (``export.OneImage``), imported only when a model is exported."""
+    from pipeline.models.families.maskrcnn.export import one_image
+
+    return one_image(detector)
+
+
 FAMILY = Family("maskrcnn", MaskRCNNParams, build, weights_param="weights",
                 smoke_settings={"architecture": "maskrcnn_resnet18_fpn", "anchor_sizes": (8, 16, 32, 64, 128),
-                                "rpn_post_nms_top_n_train": 100, "box_batch_size_per_image": 32})
+                                "rpn_post_nms_top_n_train": 100, "box_batch_size_per_image": 32},
+                onnx=onnx_module)

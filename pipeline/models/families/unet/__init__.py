@@ -22,4 +22,6 @@ def build(settings: UNetParams, model_params: ModelParams, num_classes: int, num
 
 FAMILY = Family("unet", UNetParams, build, weights_param="encoder_weights",
                 smoke_settings={"encoder": "resnet18", "decoder_channels": (32, 16, 16, 8, 8), "min_area": 4,
-                                "mask_size": 16})
+                                "mask_size": 16},
+                no_onnx="its instances are the connected components of each category's map, found by scipy "
+                        "outside the network: a trace keeps them as constants")

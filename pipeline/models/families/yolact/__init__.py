@@ -22,4 +22,6 @@ def build(settings: YOLACTParams, model_params: ModelParams, num_classes: int, n
 
 FAMILY = Family("yolact", YOLACTParams, build, weights_param="weights",
                 smoke_settings={"backbone": "resnet18", "prototypes": 8, "anchor_sizes": (8, 16, 32, 64, 128),
-                                "mask_size": 16, "nms_top_k": 50, "max_detections": 50})
+                                "mask_size": 16, "nms_top_k": 50, "max_detections": 50},
+                no_onnx="its fast NMS sorts stably, which the ONNX exporter does not support, and counts what "
+                        "it keeps: a trace freezes those counts, and TorchScript cannot script its anchors")
