@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from PIL import Image, ImageOps
 
 from pipeline import load
@@ -19,9 +21,11 @@ from pipeline.config.params import ParamsError
 from pipeline.data import rle
 from pipeline.data.labels import load_labels
 from pipeline.shop.catalogue import CatalogueError
+from pipeline.shop.features import FeaturesError
 from pipeline.shop.segment import PhotoError
 
-from stage_runs import REPO
+from model_configs import unet_config
+from stage_runs import REPO, TINY_UNET_TRAINING, training_inputs
 
 LABELS = load_labels()
 
@@ -154,6 +158,24 @@ def test_a_project_without_tuning_or_catalogue_says_what_it_uses_and_what_is_mis
         untuned(photo).similar()
     with pytest.raises(ParamsError, match="no params file for the run"):
         load(tmp_path / "models" / "maskrcnn", params=tmp_path / "missing.yaml")
+
+
+def test_any_familys_run_loads_by_its_own_name_and_one_without_features_says_why_it_finds_nothing_similar(
+        small_instances, photo, tmp_path):
+    """A UNet's run (its own params.yaml names it; the project's model.family is maskrcnn) segments as one."""
+    params, _ = training_inputs(tmp_path, small_instances, **TINY_UNET_TRAINING)
+    run = tmp_path / "models" / "unet"
+    run.mkdir(parents=True)
+    config = unet_config()
+    torch.save({"model": config.build(47, 92, initial_weights=False).state_dict(), "num_classes": 47},
+               run / "best.pt")
+    (run / "params.yaml").write_text(yaml.safe_dump({"model": {"family": "unet", "min_size": 64, "max_size": 96}}))
+    unet = load(run)
+    result = unet(photo)
+    assert unet.family == "unet" and result.to_dict()["model"]["family"] == "unet"
+    assert all(item.attribute_ids == () for item in result.items), "a UNet names categories alone"
+    with pytest.raises(FeaturesError, match="family unet has no instance features"):
+        result.similar()
 
 
 def test_importing_the_package_loads_no_model_code():
