@@ -43,7 +43,7 @@ def open_model(args: argparse.Namespace, family: str | None, index: Path | None 
     family = family or load_section(args.params, "model", ModelParams).family
     return load(args.run_dir or Path("models") / family, params=args.params,
                 tuned=tuned_postprocess(args.params, args.tuned, family), index=index, labels=args.labels,
-                family=family)
+                family=family, project=Path("."))  # the working folder, where every stage runs
 
 
 def for_each_photo(paths: list[Path], work: Callable[[Path, str], str], doing: str) -> None:

@@ -40,6 +40,8 @@ def main() -> None:
     from pipeline.utils.io import write_json
     family = args.family or load_section(args.params, "model", ModelParams).family
     require_onnx(registry.family(family))
+    if args.out is not None and args.out.is_dir():
+        raise PipelineError(f"{args.out}: --out is a folder; give the file to write, e.g. {args.out / family}.onnx")
     if not args.photos and not DEFAULT_PHOTOS.is_dir():
         raise PipelineError(f"{DEFAULT_PHOTOS} does not exist (stage download makes it): give photos to check the "
                             "export on with --photos")

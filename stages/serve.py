@@ -12,11 +12,20 @@ than ``--max-waiting`` photos at once get a message on the page.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pipeline.utils.errors import PipelineError
 from stages._cli import add_family, parser, positive, run
 from stages._photos import add_model_arguments, open_model
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return value
 
 
 def main() -> None:
@@ -25,20 +34,18 @@ def main() -> None:
     add_model_arguments(cli)
     cli.add_argument("--index", type=Path, default=Path("index"), help="catalogue folder (stage index)")
     cli.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
-    cli.add_argument("--port", type=positive, default=7860, help="port (default 7860)")
+    cli.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     cli.add_argument("--k", type=positive, default=6, help="similar items shown per item (default 6)")
     cli.add_argument("--max-mb", type=positive, default=20, help="largest photo accepted, in MB (default 20)")
     cli.add_argument("--max-waiting", type=positive, default=4, help="photos that may wait for the model (default 4)")
     args = cli.parse_args()
     try:
-        import uvicorn
-
-        from pipeline.shop.server import make_app
+        from pipeline.shop.server import LOCAL_HOSTS, listen, make_app, serve
     except ImportError as exc:
         raise PipelineError(f"stage serve needs fastapi and uvicorn ({exc}): pip install -e '.[serve]' "
                             "(make demo installs them)") from exc
     from pipeline.shop.page import Limits, PhotoDesk
-    from pipeline.shop.server import LOCAL_HOSTS
+    listener = listen(args.host, args.port)
     desk = PhotoDesk(open_model(args, args.family, args.index), Limits(args.max_mb * 2**20,
                                                                       max_waiting=args.max_waiting), args.k)
     local = args.host in LOCAL_HOSTS
@@ -47,8 +54,7 @@ def main() -> None:
     if not local:
         print(f"warning: listening on {args.host}: other machines that reach it can use the page")
     print(f"open http://{'localhost' if local else args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(make_app(desk, LOCAL_HOSTS if local else ("*",)), host=args.host, port=args.port,
-                log_level="warning", limit_concurrency=args.max_waiting + 8)
+    serve(make_app(desk, LOCAL_HOSTS if local else ("*",)), listener, args.max_waiting + 8)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 def load(run_dir: Path | str = "models/maskrcnn", *, params: Path | str | None = None,
          tuned: Path | str | None = None, index: Path | str | None = None, labels: Path | str = BUNDLED_LABELS,
-         family: str | None = None, device: str | None = None, checkpoint: str = "best") -> FashionModel:
+         family: str | None = None, device: str | None = None, checkpoint: str = "best",
+         project: Path | str | None = None) -> FashionModel:
     """The trained model of ``run_dir`` (any family) with its project's inference settings.
 
     ``params`` (default ``<project>/params.yaml``, the project being the folder that holds ``models/``) gives
@@ -43,11 +44,11 @@ def load(run_dir: Path | str = "models/maskrcnn", *, params: Path | str | None =
     ``<project>/tuning/<family>/postprocess.yaml`` when it exists, else the params' ``postprocess``) the
     post-processing; ``index`` (default ``<project>/index``) the catalogue of similar items. ``family`` defaults to
     the run's (its own ``params.yaml``, else the params' ``model.family``); ``device`` (``auto``, ``cpu``,
-    ``cuda``) overrides ``segment.device``; ``checkpoint`` is ``best`` or ``last``. A catalogue's relative image
-    folder is read in the project, where stage index ran.
+    ``cuda``) overrides ``segment.device``; ``checkpoint`` is ``best`` or ``last``. ``project`` (default the folder
+    that holds ``models/``) is where stage index ran: a catalogue's relative image folder is read there.
     """
     run_dir = Path(run_dir)
-    project = run_dir.parent.parent
+    project = Path(project) if project is not None else run_dir.parent.parent
     params = Path(params) if params is not None else project / "params.yaml"
     if not params.is_file():
         raise ParamsError(f"{params}: no params file for the run {run_dir}; pass params= the project's params.yaml")

@@ -7,12 +7,14 @@ page itself; uvicorn serves it on localhost unless told otherwise.
 from __future__ import annotations
 
 import logging
+import socket
 from urllib.parse import unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
 from pipeline.shop.page import PAGE, PhotoDesk, Refused, megabytes
 from pipeline.utils.errors import PipelineError
@@ -56,6 +58,9 @@ def make_app(desk: PhotoDesk, hosts: tuple[str, ...] = LOCAL_HOSTS) -> FastAPI:
                 return JSONResponse(await _answer(desk, request, name))
         except Refused as exc:
             return _refusal(exc)
+        except ClientDisconnect:  # the tab was closed or reloaded mid-upload: no one to answer
+            log.info("%s: the browser left during the upload", name)
+            return Response(status_code=499)
         except PipelineError as exc:
             return _refusal(Refused(400, str(exc)))
         except Exception as exc:  # the page gets a message, the log the traceback
@@ -91,3 +96,24 @@ async def _body(request: Request, limit: int) -> bytes | None:
 def _refusal(exc: Refused) -> JSONResponse:
     log.info("refused (%d): %s", exc.status, exc)
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (before the model loads: a taken port is said at once, in one line)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listener.close()
+        raise PipelineError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may use it: "
+                            "choose another --port") from exc
+    return listener
+
+
+def serve(app: FastAPI, listener: socket.socket, limit_concurrency: int) -> None:
+    """Serve ``app`` on the bound socket until Ctrl-C."""
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", limit_concurrency=limit_concurrency)
+    uvicorn.Server(config).run(sockets=[listener])

@@ -125,6 +125,13 @@ def test_a_family_that_does_not_export_says_why_before_any_model_loads(name, tmp
     assert "Traceback" not in done.stderr and not (tmp_path / "x.onnx").exists()
 
 
+def test_an_output_that_is_a_folder_is_refused_and_left_as_it_is(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    done = stage("export", "--run-dir", str(tmp_path / "no-run"), "--out", str(tmp_path), "--photos", "x.jpg")
+    assert done.returncode == 1 and done.stderr.startswith(f"error: {tmp_path}: --out is a folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
 def test_stage_export_writes_the_file_and_its_description_from_a_run(project, small_dataset, tmp_path):
     out = tmp_path / "model.onnx"
     done = stage("export", "--params", str(project / "params.yaml"), "--run-dir", str(project / "models" / "maskrcnn"),

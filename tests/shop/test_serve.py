@@ -242,3 +242,15 @@ def test_stage_serve_opens_the_page_offline_on_localhost(project, tmp_path):
             process.terminate()
             process.wait(30)
     assert process.returncode in (0, -15) and "network access refused" not in errors.read_text(), errors.read_text()
+
+
+def test_a_port_in_use_is_said_in_one_line_before_the_model_loads(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "stages.serve", "--run-dir", str(tmp_path / "no-run"),
+                               "--port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port} (Address already in use)"), done.stderr
