@@ -19,11 +19,10 @@ from importlib import resources
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.shop.model import FashionModel
+from pipeline.shop.photos import PHOTO_FORMATS
 from pipeline.utils.errors import PipelineError
 
 PAGE = resources.files("pipeline.shop") / "page.html"
-#: What PIL may open an upload as: photo formats only (PIL's JPEG reader also opens phones' multi-picture JPEGs).
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 
 class Refused(PipelineError):

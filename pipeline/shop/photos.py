@@ -7,8 +7,11 @@ from pathlib import Path
 
 from pipeline.utils.errors import PipelineError
 
-#: What a folder or a pattern given as photos is read for (compared without case).
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: What PIL may open a photo as: photo formats only (no PostScript, whose reader would run Ghostscript; PIL's JPEG
+#: reader also opens phones' multi-picture JPEGs).
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+#: What a folder given as photos is read for (compared without case): the suffixes of ``PHOTO_FORMATS``.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def photo_paths(inputs: list[str]) -> list[Path]:

@@ -23,6 +23,7 @@ from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.detections import ImageRecord
 from pipeline.inference.postprocess import process_image
 from pipeline.inference.predict import Inference, predict_batch
+from pipeline.shop.photos import PHOTO_FORMATS
 from pipeline.utils.errors import PipelineError
 
 
@@ -61,7 +62,7 @@ PhotoSource = Path | str | Image.Image | np.ndarray
 
 
 def read_photo(path: Path | str, model_params: ModelParams, max_scale: float) -> Photo:
-    """Decode any image PIL reads (JPEG, PNG, grayscale, palette, alpha); a clear error for anything else."""
+    """Decode a photo (``PHOTO_FORMATS``: grayscale, palette and alpha too); a clear error for anything else."""
     path = Path(path)
     if path.is_dir():
         raise PhotoError(f"{path}: a folder, not a photo (give the photos' files, e.g. {path}/*.jpg)")
@@ -70,9 +71,11 @@ def read_photo(path: Path | str, model_params: ModelParams, max_scale: float) ->
     if path.stat().st_size == 0:
         raise PhotoError(f"{path}: the file is empty")
     try:
-        with Image.open(path) as opened:
+        with Image.open(path, formats=PHOTO_FORMATS) as opened:
             image = to_rgb(ImageOps.exif_transpose(opened))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:
+        raise PhotoError(f"{path}: not an image ({', '.join(PHOTO_FORMATS)})") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise PhotoError(f"{path}: not an image PIL can read ({exc})") from exc
     return _fitted(image, str(path), model_params, max_scale, keep=False)
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.config.model import ModelParams
+from pipeline.shop.photos import photo_paths
 from pipeline.shop.segment import PhotoError, read_photo
 from stages._photos import output_names
 
@@ -34,6 +36,27 @@ def test_what_is_not_a_photo_is_named(tmp_path, make, says):
     make(tmp_path / "photos")
     with pytest.raises(PhotoError, match=f"{tmp_path / 'photos'}: {says}"):
         read_photo(tmp_path / "photos", SPEC, 1.0)
+
+
+@pytest.mark.parametrize(("name", "save"), [
+    ("scan.pcx", lambda image, path: image.save(path, format="PCX")),  # PIL reads it, but it is no photo format
+    ("figure.eps", lambda image, path: path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"))])
+def test_only_photo_formats_are_opened_so_postscript_never_reaches_ghostscript(tmp_path, name, save):
+    save(Image.new("RGB", (8, 8), "red"), tmp_path / name)
+    with pytest.raises(PhotoError, match=r"not an image \(JPEG, PNG, WEBP, BMP, GIF, TIFF\)"):
+        read_photo(tmp_path / name, SPEC, 1.0)
+
+
+def test_every_photo_format_is_found_in_a_folder(tmp_path):
+    """A folder's GIFs and TIFFs are photos too: the formats the reader opens are the suffixes a folder is read for."""
+    for suffix in (".jpg", ".PNG", ".webp", ".bmp", ".gif", ".tiff", ".tif"):
+        Image.new("RGB", (8, 8), "red").save(tmp_path / f"photo{suffix}",
+                                             format=Image.registered_extensions()[suffix.lower()])
+    (tmp_path / "notes.txt").write_text("not a photo")
+    found = photo_paths([str(tmp_path)])
+    assert [p.name for p in found] == sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".txt")
+    for path in found:  # red, within what the lossy formats change
+        assert (read_photo(path, SPEC, 1.0).pixels[:, 4, 4].int() - torch.tensor([255, 0, 0])).abs().max() <= 8, path
 
 
 def test_photos_of_one_name_in_other_folders_or_formats_get_their_own_outputs():
