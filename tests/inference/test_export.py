@@ -108,6 +108,31 @@ def test_an_export_that_does_not_agree_with_pytorch_is_refused_and_not_written(t
     assert export_onnx(nn.Identity(), frozen, path, [dark, dark])["check"]["same_detections"]
 
 
+class _FrozenDetections(nn.Module):
+    """The same box on every image, but its label (``labels``) or the number of boxes (``count``) decided in Python
+    on the image's brightness: a trace keeps those of the image it was traced on."""
+
+    def __init__(self, changes: str) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bright = float(image.mean()) > 0.5
+        count = 2 if bright and self.changes == "count" else 1
+        boxes = torch.tensor([[1.0, 2.0, 5.0, 6.0]]).repeat(count, 1) + image.mean() * 0
+        return boxes, torch.full((count,), 2 if bright and self.changes == "labels" else 1, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("changes", ["labels", "count"])
+def test_an_export_that_finds_other_labels_or_another_number_of_items_is_refused(changes, tmp_path):
+    frozen = Family("frozen", dict, lambda *a: None,
+                    onnx=lambda model: (_FrozenDetections(changes), {"boxes": "", "labels": ""}))
+    dark, bright = torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.8)
+    with pytest.raises(ExportError, match=r"\(other detections \(count or labels\)\); not written"):
+        export_onnx(nn.Identity(), frozen, tmp_path / "frozen.onnx", [dark, bright])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_export_checked_on_photos_where_pytorch_finds_nothing_is_refused(tmp_path):
     torch.manual_seed(0)
     blind = tiny_config(box_score_thresh=0.999).build(47, 92).eval()
