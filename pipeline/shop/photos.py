@@ -10,8 +10,8 @@ from pipeline.utils.errors import PipelineError
 #: What PIL may open a photo as: photo formats only (no PostScript, whose reader would run Ghostscript; PIL's JPEG
 #: reader also opens phones' multi-picture JPEGs).
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-#: What a folder given as photos is read for (compared without case): the suffixes of ``PHOTO_FORMATS``.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: What a folder given as photos is read for (compared without case): the suffixes PIL gives ``PHOTO_FORMATS``.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def photo_paths(inputs: list[str]) -> list[Path]:

@@ -134,8 +134,11 @@ def photo_on_grid(photo: Photo, max_side: int) -> Image.Image:
     if photo.image is not None:
         image = photo.image
     else:
-        with Image.open(photo.name) as opened:
-            image = to_rgb(ImageOps.exif_transpose(opened))
+        try:
+            with Image.open(photo.name, formats=PHOTO_FORMATS) as opened:
+                image = to_rgb(ImageOps.exif_transpose(opened))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise PhotoError(f"{photo.name}: no longer the photo that was segmented ({exc})") from exc
     return image.resize((grid_w, grid_h), Image.Resampling.BILINEAR) if image.size != (grid_w, grid_h) else image
 
 

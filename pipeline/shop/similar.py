@@ -17,6 +17,7 @@ from pipeline.inference.masks import resize_nearest
 from pipeline.inference.predict import Inference
 from pipeline.shop.catalogue import Catalogue, CatalogueError
 from pipeline.shop.features import embed
+from pipeline.shop.photos import PHOTO_FORMATS
 from pipeline.shop.render import names, tile
 from pipeline.shop.segment import Item, Photo
 from pipeline.utils.paths import inside
@@ -67,9 +68,9 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
             caption = (f"{name} sim {result['similarity']:.2f}", details)
             path = inside(image_dir, result["image_id"], "image_id of the catalogue")
             try:
-                with Image.open(path) as image:
+                with Image.open(path, formats=PHOTO_FORMATS) as image:
                     row.append(tile(to_rgb(image), result["box"], caption))
-            except OSError as exc:  # moved or deleted since stage index ran
+            except OSError as exc:  # moved, deleted or replaced since stage index ran
                 raise CatalogueError(f"{path}: a catalogue image cannot be read ({exc.strerror or exc}); "
                                      "rebuild the catalogue where its images are: dvc repro index") from exc
         rows.append(row)

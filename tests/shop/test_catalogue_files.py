@@ -7,8 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
-from pipeline.shop.catalogue import META_COLUMNS, Catalogue, build_index, load_catalogue, save_catalogue
+from pipeline.data.labels import load_labels
+from pipeline.shop.catalogue import META_COLUMNS, Catalogue, CatalogueError, build_index, load_catalogue, save_catalogue
+from pipeline.shop.segment import Item, Photo
+from pipeline.shop.similar import sheet_rows
 from pipeline.utils.errors import PipelineError
 
 
@@ -41,3 +46,19 @@ def test_items_that_do_not_fit_the_index_are_refused(tmp_path):
     items.iloc[:5].to_parquet(folder / "items.parquet", index=False)
     with pytest.raises(PipelineError, match="the index holds 6 vectors, items.parquet 5 items"):
         load_catalogue(folder)
+
+
+@pytest.mark.parametrize("replace", [lambda path: path.unlink(),
+                                     lambda path: Image.new("RGB", (8, 8)).save(path, format="PCX")])
+def test_a_catalogue_image_gone_or_no_longer_a_photo_is_named_with_the_way_to_rebuild(tmp_path, replace):
+    """A PCX is read by PIL but is no photo format: a catalogue image is read as a photo is, by photo readers only."""
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.jpg")
+    photo = Photo("shop.jpg", 8, 8, torch.zeros(3, 8, 8, dtype=torch.uint8))
+    item = Item(0, (), 0.9, (0.0, 0.0, 4.0, 4.0), np.ones((8, 8), bool))
+    found = [[{"image_id": "a.jpg", "box": [0.0, 0.0, 4.0, 4.0], "class_id": "0", "similarity": 0.9}]]
+    labels = load_labels()
+    assert len(sheet_rows(Image.new("RGB", (8, 8)), photo, [item], found, tmp_path, labels)[0]) == 2
+    replace(tmp_path / "a.jpg")
+    said = f"{tmp_path / 'a.jpg'}: a catalogue image cannot be read .*dvc repro index"
+    with pytest.raises(CatalogueError, match=said):
+        sheet_rows(Image.new("RGB", (8, 8)), photo, [item], found, tmp_path, labels)

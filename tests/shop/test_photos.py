@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.config.model import ModelParams
-from pipeline.shop.photos import photo_paths
+from pipeline.shop.photos import PHOTO_FORMATS, PHOTO_SUFFIXES, photo_paths
 from pipeline.shop.segment import PhotoError, read_photo
 from stages._photos import output_names
 
@@ -47,14 +47,19 @@ def test_only_photo_formats_are_opened_so_postscript_never_reaches_ghostscript(t
         read_photo(tmp_path / name, SPEC, 1.0)
 
 
+def test_a_folder_is_read_for_exactly_the_suffixes_of_the_formats_opened():
+    """A folder's GIFs, TIFFs and .jfif JPEGs are photos too; a suffix of another format is not."""
+    assert set(PHOTO_SUFFIXES) == {e for e, f in Image.registered_extensions().items() if f in PHOTO_FORMATS}
+
+
 def test_every_photo_format_is_found_in_a_folder(tmp_path):
-    """A folder's GIFs and TIFFs are photos too: the formats the reader opens are the suffixes a folder is read for."""
-    for suffix in (".jpg", ".PNG", ".webp", ".bmp", ".gif", ".tiff", ".tif"):
+    for suffix in (".jpg", ".JFIF", ".PNG", ".webp", ".bmp", ".gif", ".tiff", ".tif"):
         Image.new("RGB", (8, 8), "red").save(tmp_path / f"photo{suffix}",
                                              format=Image.registered_extensions()[suffix.lower()])
     (tmp_path / "notes.txt").write_text("not a photo")
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "scan.pcx")  # PIL reads it, but it is no photo format
     found = photo_paths([str(tmp_path)])
-    assert [p.name for p in found] == sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".txt")
+    assert [p.name for p in found] == sorted(p.name for p in tmp_path.iterdir() if p.suffix not in (".txt", ".pcx"))
     for path in found:  # red, within what the lossy formats change
         assert (read_photo(path, SPEC, 1.0).pixels[:, 4, 4].int() - torch.tensor([255, 0, 0])).abs().max() <= 8, path
 

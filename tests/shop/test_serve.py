@@ -32,11 +32,12 @@ MAX_BYTES = 300_000
 
 @pytest.fixture(scope="module")
 def desk(project, tmp_path_factory) -> PhotoDesk:
-    """The project's model, its tuned file with a low attribute threshold: the model has trained for two steps,
-    and the page must show attributes for the test to see them drawn."""
+    """The project's model, its tuned file choosing attributes from a low probability (every group, every
+    garment): the model has trained for two steps, and the page must show attributes for the test to see them."""
     tuned = load_tuned(project / "tuning" / "maskrcnn" / "postprocess.yaml")
     path = tmp_path_factory.mktemp("tuned") / "postprocess.yaml"
-    path.write_text(Tuned("maskrcnn", tuned.postprocess.model_copy(update={"attribute_thresh": 0.05})).text())
+    path.write_text(Tuned("maskrcnn", tuned.postprocess.model_copy(update={
+        "attribute_thresh": 0.05, "group_thresh": {}, "attribute_policy": "full", "category_policy": {}})).text())
     return PhotoDesk(load(project / "models" / "maskrcnn", tuned=path),
                      Limits(MAX_BYTES, max_pixels=2_000_000, max_waiting=1), k=3)
 
