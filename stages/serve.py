@@ -54,7 +54,7 @@ def main() -> None:
     if not local:
         print(f"warning: listening on {args.host}: other machines that reach it can use the page")
     print(f"open http://{'localhost' if local else args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    serve(make_app(desk, LOCAL_HOSTS if local else ("*",)), listener, args.max_waiting + 8)
+    serve(make_app(desk, LOCAL_HOSTS if local else ("*",)), listener, args.max_waiting)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def main() -> None:
     photos = photo_paths(args.photos)  # before any model loads: a wrong folder or pattern fails at once
     output_folder(args.out, make=False)
     model = open_model(args, load_section(args.params, "index", IndexParams).family, args.index)
-    model.catalogue  # noqa: B018 (refused here, before any photo, when another model built it)
+    model.check_catalogue()  # before any photo
     output_folder(args.out)
 
     def work(path: Path, name: str) -> str:

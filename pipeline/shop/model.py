@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +16,7 @@ from pipeline.models.registry import ModelConfig
 from pipeline.shop.build import catalogue_key
 from pipeline.shop.catalogue import Catalogue, load_catalogue
 from pipeline.shop.features import require_features
-from pipeline.shop.photos import photo_paths
+from pipeline.shop.photos import names_many, photo_paths
 from pipeline.shop.render import contact_sheet, items_json, overlay
 from pipeline.shop.segment import Item, Photo, PhotoSource, Segmenter, photo_on_grid
 from pipeline.shop.similar import item_vectors, sheet_rows, similar_items
@@ -134,6 +133,11 @@ class FashionModel:
         require_features(self.segmenter.inference.model, self.family)
         return load_catalogue(self.index, catalogue_key(self.checkpoint, self.config))
 
+    def check_catalogue(self) -> None:
+        """Load and check the catalogue now (a :class:`~pipeline.utils.errors.PipelineError` when it is missing or
+        another model built it), not on the first photo's ``similar``."""
+        _ = self.catalogue
+
     @overload
     def __call__(self, photos: list[PhotoSource] | tuple[PhotoSource, ...]) -> list[Result]: ...
 
@@ -145,8 +149,7 @@ class FashionModel:
         pattern's results, in order."""
         if isinstance(photos, (list, tuple)):
             return [self._one(photo, f"photo {i}") for i, photo in enumerate(photos)]
-        if isinstance(photos, (str, Path)) and (Path(photos).is_dir() or (glob.has_magic(str(photos))
-                                                                       and not Path(photos).is_file())):
+        if isinstance(photos, (str, Path)) and names_many(photos):
             return [self._one(path) for path in photo_paths([str(photos)])]
         return self._one(photos, name or "photo")
 

@@ -19,7 +19,7 @@ from importlib import resources
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.shop.model import FashionModel
-from pipeline.shop.photos import PHOTO_FORMATS
+from pipeline.shop.photos import DECODE_ERRORS, PHOTO_FORMATS
 from pipeline.utils.errors import PipelineError
 
 PAGE = resources.files("pipeline.shop") / "page.html"
@@ -57,7 +57,7 @@ class PhotoDesk:
 
     def __post_init__(self) -> None:
         try:
-            self.model.catalogue  # noqa: B018 (loaded once, here)
+            self.model.check_catalogue()
         except PipelineError as exc:
             self.no_similar = str(exc)
 
@@ -92,9 +92,10 @@ class PhotoDesk:
     def _segmented(self, image: Image.Image, name: str) -> dict:
         started = time.perf_counter()
         result = self.model(image, name)
-        found = result.to_dict()
-        items = [{key: entry[key] for key in ("category", "attributes", "score", "box")} for entry in found["items"]]
-        answer = {"photo": name, "width": found["width"], "height": found["height"], "family": self.model.family,
+        items = [{"category": item.category, "attributes": list(item.attributes), "score": item.score,
+                  "box": list(item.box)} for item in result.items]
+        answer = {"photo": name, "width": result.photo.width, "height": result.photo.height,
+                  "family": self.model.family,
                   "overlay": data_url(result.plot()), "items": items, "similar": None}
         if self.no_similar is None and result.found:
             similar = result.similar(self.k)
@@ -123,7 +124,7 @@ def decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise Refused(400, f"{name}: not an image ({', '.join(PHOTO_FORMATS)})") from exc
     except Image.DecompressionBombError as exc:  # PIL's own limit, before the header is read
         raise too_many from exc
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+    except DECODE_ERRORS as exc:
         raise Refused(400, f"{name}: not an image the page can read ({exc})") from exc
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
+from PIL import Image
+
 from pipeline.utils.errors import PipelineError
 
 #: What PIL may open a photo as: photo formats only (no PostScript, whose reader would run Ghostscript; PIL's JPEG
@@ -12,6 +14,14 @@ from pipeline.utils.errors import PipelineError
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 #: What a folder given as photos is read for (compared without case): the suffixes PIL gives ``PHOTO_FORMATS``.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: What PIL raises for a damaged photo, while opening or decoding it, whatever the reader (a TIFF with a broken
+#: tag raises KeyError or TypeError; PIL's own pixel limit, DecompressionBombError).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, Image.DecompressionBombError)
+
+
+def names_many(given: str | Path) -> bool:
+    """Whether ``given`` is a folder or a pattern (``*``, ``?``, ``[``) rather than one photo's file."""
+    return not Path(given).is_file() and (Path(given).is_dir() or glob.has_magic(str(given)))
 
 
 def photo_paths(inputs: list[str]) -> list[Path]:

@@ -23,7 +23,7 @@ from pipeline.data.transforms import fit_scale, scaled_size
 from pipeline.inference.detections import ImageRecord
 from pipeline.inference.postprocess import process_image
 from pipeline.inference.predict import Inference, predict_batch
-from pipeline.shop.photos import PHOTO_FORMATS
+from pipeline.shop.photos import DECODE_ERRORS, PHOTO_FORMATS
 from pipeline.utils.errors import PipelineError
 
 
@@ -75,7 +75,7 @@ def read_photo(path: Path | str, model_params: ModelParams, max_scale: float) ->
             image = to_rgb(ImageOps.exif_transpose(opened))
     except UnidentifiedImageError as exc:
         raise PhotoError(f"{path}: not an image ({', '.join(PHOTO_FORMATS)})") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         raise PhotoError(f"{path}: not an image PIL can read ({exc})") from exc
     return _fitted(image, str(path), model_params, max_scale, keep=False)
 
@@ -94,7 +94,7 @@ def photo_in_memory(image: Image.Image | np.ndarray, name: str, model_params: Mo
         raise PhotoError(f"{name}: a photo is a path, a PIL image or a numpy array, not {type(image).__name__}")
     try:  # a PIL image opened lazily is decoded here: a damaged one fails here
         image = to_rgb(ImageOps.exif_transpose(image))
-    except (OSError, SyntaxError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise PhotoError(f"{name}: cannot read this image ({exc})") from exc
     return _fitted(image, name, model_params, max_scale, keep=True)
 
@@ -137,7 +137,7 @@ def photo_on_grid(photo: Photo, max_side: int) -> Image.Image:
         try:
             with Image.open(photo.name, formats=PHOTO_FORMATS) as opened:
                 image = to_rgb(ImageOps.exif_transpose(opened))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except DECODE_ERRORS as exc:
             raise PhotoError(f"{photo.name}: no longer the photo that was segmented ({exc})") from exc
     return image.resize((grid_w, grid_h), Image.Resampling.BILINEAR) if image.size != (grid_w, grid_h) else image
 

@@ -1,4 +1,5 @@
-"""The web page's server: FastAPI, the page at ``/``, a photo posted to ``/segment``, nothing else.
+"""The web page's server: FastAPI, the page at ``/``, the model it shows at ``/about``, a photo posted to
+``/segment``, nothing else.
 
 No documentation pages (FastAPI's load their scripts from a CDN), no analytics, no assets but the
 page itself; uvicorn serves it on localhost unless told otherwise.
@@ -111,9 +112,14 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def serve(app: FastAPI, listener: socket.socket, limit_concurrency: int) -> None:
-    """Serve ``app`` on the bound socket until Ctrl-C."""
+#: Connections uvicorn takes beyond the photos that may wait: the page, ``/about`` and a few busy answers.
+SPARE_CONNECTIONS = 8
+
+
+def serve(app: FastAPI, listener: socket.socket, max_waiting: int) -> None:
+    """Serve ``app`` on the bound socket until Ctrl-C; connections beyond what ``max_waiting`` photos and
+    ``SPARE_CONNECTIONS`` need are answered 503 by uvicorn itself."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", limit_concurrency=limit_concurrency)
+    config = uvicorn.Config(app, log_level="warning", limit_concurrency=max_waiting + 1 + SPARE_CONNECTIONS)
     uvicorn.Server(config).run(sockets=[listener])

@@ -17,7 +17,7 @@ from pipeline.inference.masks import resize_nearest
 from pipeline.inference.predict import Inference
 from pipeline.shop.catalogue import Catalogue, CatalogueError
 from pipeline.shop.features import embed
-from pipeline.shop.photos import PHOTO_FORMATS
+from pipeline.shop.photos import DECODE_ERRORS, PHOTO_FORMATS
 from pipeline.shop.render import names, tile
 from pipeline.shop.segment import Item, Photo
 from pipeline.utils.paths import inside
@@ -70,8 +70,9 @@ def sheet_rows(photo_image: Image.Image, photo: Photo, items: Sequence[Item], re
             try:
                 with Image.open(path, formats=PHOTO_FORMATS) as image:
                     row.append(tile(to_rgb(image), result["box"], caption))
-            except OSError as exc:  # moved, deleted or replaced since stage index ran
-                raise CatalogueError(f"{path}: a catalogue image cannot be read ({exc.strerror or exc}); "
+            except DECODE_ERRORS as exc:  # moved, deleted or replaced since stage index ran
+                why = getattr(exc, "strerror", None) or exc
+                raise CatalogueError(f"{path}: a catalogue image cannot be read ({why}); "
                                      "rebuild the catalogue where its images are: dvc repro index") from exc
         rows.append(row)
     return rows
