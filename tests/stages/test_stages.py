@@ -387,4 +387,5 @@ def test_dvc_repro_runs_the_whole_default_pipeline_then_has_nothing_to_do(tmp_pa
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in second.stdout
-    assert dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
+    # the pipeline's stages: docs/serve.png, which DVC keeps outside the pipeline, is not in a clone's cache
+    assert dvc(root, "status", "dvc.yaml").stdout.strip() == "Data and pipelines are up to date."
